@@ -1,0 +1,30 @@
+"""lwnn: a workbench for running and quantizing neural networks for edge devices.
+
+    import lwnn
+    m = lwnn.load("model.onnx")
+    y = m.run({"x": x})                      # CPU float reference
+    rec = m.run({"x": x}, record=True)       # every tensor by name, and who ran each layer
+"""
+
+from lwnn.engine import Recording
+from lwnn.errors import (
+    BackendUnavailable,
+    CalibrationError,
+    FeedError,
+    KernelError,
+    LwnnError,
+    ModelFormatError,
+    ShapeError,
+    UnsupportedOpError,
+)
+from lwnn.graph import Graph, Layer, TensorSpec
+from lwnn.loader import load
+from lwnn.model import Model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailable", "CalibrationError", "FeedError", "Graph", "KernelError", "Layer",
+    "LwnnError", "Model", "ModelFormatError", "Recording", "ShapeError", "TensorSpec",
+    "UnsupportedOpError", "load",
+]

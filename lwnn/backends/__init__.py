@@ -1,0 +1,53 @@
+"""Runtimes a model can run on, by the name users pass as ``backend=``.
+
+A runtime executes one layer at a time (``run_layer``) and says which layers it supports.
+The coverage table (``lwnn.coverage``) is generated from these objects.
+"""
+
+from __future__ import annotations
+
+from lwnn.errors import BackendUnavailable
+from lwnn.graph import Layer
+
+
+class CpuFloat:
+    """The NumPy float reference runtime."""
+
+    name = "cpu/float"
+    backend = "cpu"
+    scheme = "float"
+
+    def __init__(self):
+        from lwnn.backends.cpu import KERNELS
+
+        self.kernels = KERNELS
+
+    def supports(self, layer: Layer) -> bool:
+        return layer.op_type in self.kernels
+
+    def run_layer(self, layer: Layer, args: list):
+        from lwnn.engine import run_cpu_kernel
+
+        return run_cpu_kernel(layer, args)
+
+
+_FACTORIES = {"cpu": CpuFloat}
+_PLANNED = {
+    "opencl": "The OpenCL backend is not part of this version of lwnn yet; use backend='cpu'.",
+}
+_instances: dict[str, object] = {}
+
+
+def available() -> list[str]:
+    return sorted(_FACTORIES)
+
+
+def get_runtime(backend: str):
+    """The float runtime registered as ``backend``; BackendUnavailable if there is none."""
+    if backend in _FACTORIES:
+        if backend not in _instances:
+            _instances[backend] = _FACTORIES[backend]()
+        return _instances[backend]
+    if backend in _PLANNED:
+        raise BackendUnavailable(_PLANNED[backend])
+    raise BackendUnavailable(f"Unknown backend {backend!r}. Available backends: {', '.join(available())}.")

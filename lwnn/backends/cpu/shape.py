@@ -1,0 +1,101 @@
+"""CPU float kernels for data movement, shape computation and Resize."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lwnn.backends.cpu.registry import kernel
+from lwnn.errors import UnsupportedOpError
+
+kernel("Reshape")(lambda op, x, shape: x.reshape(op.target(x.shape, shape)))
+kernel("Transpose")(lambda op, x: np.ascontiguousarray(x.transpose(op.resolved_perm(x.ndim))))
+kernel("Flatten")(lambda op, x: x.reshape(op.infer([x.shape], [x])[0]))
+kernel("Squeeze")(lambda op, x: x.reshape(op.infer([x.shape], [x])[0]))
+kernel("Unsqueeze")(lambda op, x: x.reshape(op.infer([x.shape], [x])[0]))
+kernel("Concat")(lambda op, *xs: np.concatenate(xs, axis=op.axis))
+kernel("Shape")(lambda op, x: np.array(x.shape[op.start : op.end], dtype=np.int64))
+kernel("Gather")(lambda op, x, idx: np.take(x, idx.astype(np.int64), axis=op.axis))
+kernel("Cast")(lambda op, x: x.astype(op.to))
+kernel("ConstantOfShape")(
+    lambda op, shape: np.full([int(d) for d in shape], op.value, dtype=op.dtype)
+)
+kernel("Expand")(lambda op, x, shape: np.broadcast_to(x, op.infer([x.shape], [x, shape])[0]).copy())
+
+
+@kernel("Split")
+def split(op, x, *_):
+    bounds = np.cumsum(op.resolved_sizes(x.shape))[:-1]
+    return tuple(np.ascontiguousarray(p) for p in np.split(x, bounds, axis=op.axis))
+
+
+@kernel("Slice")
+def slice_(op, x, *params):
+    return np.ascontiguousarray(x[op.slices(x.shape, [x, *params])])
+
+
+@kernel("Pad")
+def pad(op, x, pads, value=None, axes=None):
+    widths = op.widths(x.shape, [x, pads, value, axes])
+    # Negative pads crop; np.pad only adds, so crop first.
+    crop = tuple(slice(max(-b, 0), d - max(-e, 0)) for d, (b, e) in zip(x.shape, widths))
+    x = x[crop]
+    widths = [(max(b, 0), max(e, 0)) for b, e in widths]
+    if op.mode == "constant":
+        fill = 0 if value is None or not np.size(value) else np.asarray(value).reshape(-1)[0]
+        return np.pad(x, widths, constant_values=fill)
+    return np.pad(x, widths, mode={"reflect": "reflect", "edge": "edge", "wrap": "wrap"}[op.mode])
+
+
+def _source_coords(op, out_size: int, in_size: int, scale: float) -> np.ndarray:
+    """Input coordinate of every output index along one axis (ONNX coordinate modes)."""
+    o = np.arange(out_size, dtype=np.float64)
+    mode = op.coordinate_transformation_mode
+    if mode == "asymmetric":
+        return o / scale
+    if mode == "align_corners":
+        return o * (in_size - 1) / (out_size - 1) if out_size > 1 else np.zeros_like(o)
+    if mode == "pytorch_half_pixel":
+        return (o + 0.5) / scale - 0.5 if out_size > 1 else np.zeros_like(o)
+    if mode == "tf_half_pixel_for_nearest":
+        return (o + 0.5) / scale
+    if mode == "half_pixel":
+        return (o + 0.5) / scale - 0.5
+    raise UnsupportedOpError(
+        f"Resize coordinate_transformation_mode {mode!r} is not supported. Supported: asymmetric, "
+        "align_corners, half_pixel, pytorch_half_pixel, tf_half_pixel_for_nearest."
+    )
+
+
+def _nearest(op, coords: np.ndarray) -> np.ndarray:
+    mode = op.nearest_mode
+    if mode == "floor":
+        return np.floor(coords)
+    if mode == "ceil":
+        return np.ceil(coords)
+    if mode == "round_prefer_ceil":
+        return np.floor(coords + 0.5)
+    return np.ceil(coords - 0.5)  # round_prefer_floor
+
+
+@kernel("Resize")
+def resize(op, x, roi=None, scales=None, sizes=None):
+    scale_list, out_sizes = op.scales_and_sizes(x.shape, [x, roi, scales, sizes])
+    y = x
+    # Separable: resample one axis at a time, skipping unchanged axes.
+    for axis, (n_in, n_out, s) in enumerate(zip(x.shape, out_sizes, scale_list)):
+        if n_in == n_out and s == 1.0:
+            continue
+        coords = _source_coords(op, n_out, n_in, s)
+        if op.mode == "nearest":
+            idx = np.clip(_nearest(op, coords), 0, n_in - 1).astype(np.int64)
+            y = np.take(y, idx, axis=axis)
+            continue
+        coords = np.clip(coords, 0, n_in - 1)
+        lo = np.floor(coords).astype(np.int64)
+        hi = np.minimum(lo + 1, n_in - 1)
+        frac = (coords - lo).astype(x.dtype)
+        shape = [1] * y.ndim
+        shape[axis] = n_out
+        frac = frac.reshape(shape)
+        y = np.take(y, lo, axis=axis) * (1 - frac) + np.take(y, hi, axis=axis) * frac
+    return np.ascontiguousarray(y)

@@ -1,0 +1,1 @@
+"""Importers: source formats (ONNX, Keras) -> lwnn Graph."""

@@ -1,0 +1,170 @@
+"""Convolutions and matrix products: Conv (1D/2D, grouped, depthwise, dilated), ConvTranspose,
+Dense (ONNX Gemm semantics) and MatMul."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lwnn.errors import ShapeError
+from lwnn.ops.base import Op, expect_rank, window_out_size, window_pads
+
+
+@dataclass(frozen=True)
+class Conv(Op):
+    """Inputs: x [N, C, *spatial], w [M, C/group, *kernel], optional bias [M]."""
+
+    type = "Conv"
+    family = "conv"
+    strides: tuple[int, ...] = ()
+    pads: tuple[int, ...] = ()
+    dilations: tuple[int, ...] = ()
+    group: int = 1
+    auto_pad: str = "NOTSET"
+
+    def geometry(self, x_shape: tuple, w_shape: tuple):
+        """(strides, dilations, explicit pads) for these input shapes."""
+        n = len(x_shape) - 2
+        strides = self.strides or (1,) * n
+        dilations = self.dilations or (1,) * n
+        pads = window_pads(self.auto_pad, self.pads, x_shape[2:], w_shape[2:], strides, dilations)
+        return strides, dilations, pads
+
+    def is_depthwise(self, x_shape: tuple) -> bool:
+        return self.group > 1 and self.group == x_shape[1]
+
+    def infer(self, shapes, values):
+        x, w, b = (shapes + [None])[:3]
+        expect_rank(self, x, (3, 4))
+        expect_rank(self, w, (len(x),), "weight")
+        if x[1] != w[1] * self.group or w[0] % self.group:
+            raise ShapeError(
+                f"Conv with group={self.group} expects {w[1] * self.group} input channels "
+                f"for a weight of shape {tuple(w)}. Received an input of shape {tuple(x)}."
+            )
+        if b is not None and tuple(b) != (w[0],):
+            raise ShapeError(f"Conv expects a bias of shape ({w[0]},). Received {tuple(b)}.")
+        strides, dilations, pads = self.geometry(x, w)
+        n = len(x) - 2
+        spatial = []
+        for i in range(n):
+            size = window_out_size(x[2 + i], w[2 + i], strides[i], dilations[i], pads[i], pads[n + i])
+            if size <= 0:
+                raise ShapeError(
+                    f"Conv kernel {tuple(w[2:])} (dilations {tuple(dilations)}) does not fit an "
+                    f"input of spatial size {tuple(x[2:])} with pads {tuple(pads)}."
+                )
+            spatial.append(size)
+        return [(x[0], w[0], *spatial)]
+
+
+@dataclass(frozen=True)
+class ConvTranspose(Op):
+    """Inputs: x [N, C, *spatial], w [C, M/group, *kernel], optional bias [M]."""
+
+    type = "ConvTranspose"
+    family = "conv"
+    strides: tuple[int, ...] = ()
+    pads: tuple[int, ...] = ()
+    dilations: tuple[int, ...] = ()
+    group: int = 1
+    output_padding: tuple[int, ...] = ()
+    output_shape: tuple[int, ...] = ()
+    auto_pad: str = "NOTSET"
+
+    def geometry(self, x_shape: tuple, w_shape: tuple):
+        """(strides, dilations, explicit pads, output_padding) for these input shapes."""
+        n = len(x_shape) - 2
+        strides = self.strides or (1,) * n
+        dilations = self.dilations or (1,) * n
+        out_pad = self.output_padding or (0,) * n
+        pads = self.pads or (0,) * (2 * n)
+        if self.output_shape or self.auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            target = self.output_shape[-n:] if self.output_shape else [
+                x_shape[2 + i] * strides[i] for i in range(n)
+            ]
+            begins, ends = [], []
+            for i in range(n):
+                full = strides[i] * (x_shape[2 + i] - 1) + out_pad[i] + (w_shape[2 + i] - 1) * dilations[i] + 1
+                total = full - target[i]
+                if self.auto_pad == "SAME_UPPER":
+                    begins.append(total // 2)
+                    ends.append(total - total // 2)
+                else:
+                    begins.append(total - total // 2)
+                    ends.append(total // 2)
+            pads = tuple(begins + ends)
+        return strides, dilations, pads, out_pad
+
+    def infer(self, shapes, values):
+        x, w, b = (shapes + [None])[:3]
+        expect_rank(self, x, (3, 4))
+        expect_rank(self, w, (len(x),), "weight")
+        if w[0] != x[1]:
+            raise ShapeError(
+                f"ConvTranspose expects a weight whose first dim is the {x[1]} input channels. "
+                f"Received weight shape {tuple(w)}."
+            )
+        m = w[1] * self.group
+        if b is not None and tuple(b) != (m,):
+            raise ShapeError(f"ConvTranspose expects a bias of shape ({m},). Received {tuple(b)}.")
+        strides, dilations, pads, out_pad = self.geometry(x, w)
+        n = len(x) - 2
+        spatial = [
+            strides[i] * (x[2 + i] - 1) + out_pad[i] + (w[2 + i] - 1) * dilations[i] + 1 - pads[i] - pads[n + i]
+            for i in range(n)
+        ]
+        return [(x[0], m, *spatial)]
+
+
+@dataclass(frozen=True)
+class Dense(Op):
+    """ONNX Gemm: y = alpha * A' @ B' + beta * C, with A' = A.T if trans_a (same for B)."""
+
+    type = "Dense"
+    family = "dense"
+    alpha: float = 1.0
+    beta: float = 1.0
+    trans_a: bool = False
+    trans_b: bool = False
+
+    def infer(self, shapes, values):
+        a, b, c = (shapes + [None])[:3]
+        expect_rank(self, a, (2,), "A")
+        expect_rank(self, b, (2,), "B")
+        m, k = (a[1], a[0]) if self.trans_a else (a[0], a[1])
+        k2, n = (b[1], b[0]) if self.trans_b else (b[0], b[1])
+        if k != k2:
+            raise ShapeError(
+                f"Dense (Gemm) inner dimensions differ: A gives K={k}, B gives K={k2}. "
+                f"Received A {tuple(a)}, B {tuple(b)}."
+            )
+        return [(m, n)]
+
+
+@dataclass(frozen=True)
+class MatMul(Op):
+    """numpy.matmul semantics (batched, broadcasting)."""
+
+    type = "MatMul"
+    family = "dense"
+
+    def infer(self, shapes, values):
+        a, b = shapes
+        if len(a) == 0 or len(b) == 0:
+            raise ShapeError(f"MatMul does not accept scalars. Received {tuple(a)} and {tuple(b)}.")
+        a2 = (1, *a) if len(a) == 1 else tuple(a)
+        b2 = (*b, 1) if len(b) == 1 else tuple(b)
+        if a2[-1] != b2[-2]:
+            raise ShapeError(
+                f"MatMul inner dimensions differ: {a2[-1]} versus {b2[-2]}. "
+                f"Received {tuple(a)} and {tuple(b)}."
+            )
+        from lwnn.ops.base import broadcast
+
+        batch = broadcast(self, [a2[:-2], b2[:-2]])
+        out = (*batch, a2[-2], b2[-1])
+        if len(a) == 1:
+            out = out[:-2] + out[-1:]
+        if len(b) == 1:
+            out = out[:-1]
+        return [out]

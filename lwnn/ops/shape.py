@@ -1,0 +1,296 @@
+"""Ops that move data without arithmetic (Reshape, Transpose, Concat, Slice, Pad, ...), the
+shape-computation ops that importers fold away when their inputs are known (Shape, Gather,
+Cast, ConstantOfShape), and Resize (nearest/linear upsampling)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lwnn.errors import ShapeError
+from lwnn.ops.base import Op, normalize_axis
+
+
+@dataclass(frozen=True)
+class Reshape(Op):
+    """Inputs: x and a constant int64 shape (0 copies a dim unless allowzero, -1 is inferred)."""
+
+    type = "Reshape"
+    family = "shape"
+    const_inputs = (1,)
+    allowzero: bool = False
+
+    def target(self, x: tuple, spec: np.ndarray) -> tuple:
+        dims = [int(d) for d in np.asarray(spec).reshape(-1)]
+        out = [x[i] if d == 0 and not self.allowzero else d for i, d in enumerate(dims)]
+        size = int(np.prod(x))
+        if out.count(-1) > 1:
+            raise ShapeError(f"Reshape target {tuple(dims)} has more than one -1.")
+        if -1 in out:
+            known = int(np.prod([d for d in out if d != -1]))
+            if known == 0 or size % known:
+                raise ShapeError(f"Reshape cannot reshape {tuple(x)} into {tuple(dims)}.")
+            out[out.index(-1)] = size // known
+        if int(np.prod(out)) != size:
+            raise ShapeError(
+                f"Reshape cannot reshape {tuple(x)} ({size} elements) into {tuple(dims)} "
+                f"({int(np.prod(out))} elements)."
+            )
+        return tuple(out)
+
+    def infer(self, shapes, values):
+        return [self.target(tuple(shapes[0]), values[1])]
+
+
+@dataclass(frozen=True)
+class Transpose(Op):
+    type = "Transpose"
+    family = "shape"
+    perm: tuple[int, ...] = ()
+
+    def resolved_perm(self, rank: int) -> tuple[int, ...]:
+        return self.perm or tuple(reversed(range(rank)))
+
+    def infer(self, shapes, values):
+        x = shapes[0]
+        perm = self.resolved_perm(len(x))
+        if sorted(perm) != list(range(len(x))):
+            raise ShapeError(f"Transpose perm {perm} is not a permutation of a rank-{len(x)} tensor.")
+        return [tuple(x[p] for p in perm)]
+
+
+@dataclass(frozen=True)
+class Flatten(Op):
+    type = "Flatten"
+    family = "shape"
+    axis: int = 1
+
+    def infer(self, shapes, values):
+        x = shapes[0]
+        axis = self.axis % (len(x) + 1) if self.axis < 0 else self.axis
+        if axis > len(x):
+            raise ShapeError(f"Flatten axis {self.axis} is out of range for shape {tuple(x)}.")
+        return [(int(np.prod(x[:axis])), int(np.prod(x[axis:])))]
+
+
+@dataclass(frozen=True)
+class Squeeze(Op):
+    type = "Squeeze"
+    family = "shape"
+    axes: tuple[int, ...] = ()
+
+    def resolved_axes(self, x: tuple) -> tuple[int, ...]:
+        if not self.axes:
+            return tuple(i for i, d in enumerate(x) if d == 1)
+        axes = tuple(normalize_axis(self, a, len(x)) for a in self.axes)
+        for a in axes:
+            if x[a] != 1:
+                raise ShapeError(f"Squeeze axis {a} has size {x[a]}, not 1, in shape {tuple(x)}.")
+        return axes
+
+    def infer(self, shapes, values):
+        x = shapes[0]
+        axes = self.resolved_axes(tuple(x))
+        return [tuple(d for i, d in enumerate(x) if i not in axes)]
+
+
+@dataclass(frozen=True)
+class Unsqueeze(Op):
+    type = "Unsqueeze"
+    family = "shape"
+    axes: tuple[int, ...] = ()
+
+    def infer(self, shapes, values):
+        x = list(shapes[0])
+        rank = len(x) + len(self.axes)
+        for a in sorted(normalize_axis(self, a, rank) for a in self.axes):
+            x.insert(a, 1)
+        return [tuple(x)]
+
+
+@dataclass(frozen=True)
+class Concat(Op):
+    type = "Concat"
+    family = "concat"
+    axis: int = 1
+
+    def infer(self, shapes, values):
+        first = tuple(shapes[0])
+        axis = normalize_axis(self, self.axis, len(first))
+        total = 0
+        for s in shapes:
+            if len(s) != len(first) or any(a != b for i, (a, b) in enumerate(zip(s, first)) if i != axis):
+                raise ShapeError(
+                    f"Concat on axis {self.axis} needs equal shapes elsewhere. Received "
+                    f"{', '.join(str(tuple(t)) for t in shapes)}."
+                )
+            total += s[axis]
+        return [first[:axis] + (total,) + first[axis + 1 :]]
+
+
+@dataclass(frozen=True)
+class Split(Op):
+    type = "Split"
+    family = "concat"
+    axis: int = 0
+    sizes: tuple[int, ...] = ()
+    num_outputs: int = 1
+
+    def resolved_sizes(self, x: tuple) -> tuple[int, ...]:
+        dim = x[normalize_axis(self, self.axis, len(x))]
+        if self.sizes:
+            if sum(self.sizes) != dim:
+                raise ShapeError(f"Split sizes {self.sizes} do not add up to {dim} in shape {tuple(x)}.")
+            return self.sizes
+        n = self.num_outputs
+        chunk = -(-dim // n)
+        return tuple(min(chunk, dim - i * chunk) for i in range(n))
+
+    def infer(self, shapes, values):
+        x = tuple(shapes[0])
+        axis = normalize_axis(self, self.axis, len(x))
+        return [x[:axis] + (s,) + x[axis + 1 :] for s in self.resolved_sizes(x)]
+
+
+@dataclass(frozen=True)
+class Slice(Op):
+    """Inputs: x, starts, ends, optional axes, optional steps (all constant)."""
+
+    type = "Slice"
+    family = "shape"
+    const_inputs = (1, 2, 3, 4)
+
+    @staticmethod
+    def slices(x: tuple, values: list) -> tuple[slice, ...]:
+        starts, ends = values[1], values[2]
+        axes = values[3] if len(values) > 3 and values[3] is not None else range(len(starts))
+        steps = values[4] if len(values) > 4 and values[4] is not None else [1] * len(starts)
+        index = [slice(None)] * len(x)
+        for start, end, axis, step in zip(starts, ends, axes, steps):
+            axis = int(axis) % len(x)
+            index[axis] = slice(*slice(int(start), int(end), int(step)).indices(x[axis]))
+        return tuple(index)
+
+    def infer(self, shapes, values):
+        x = tuple(shapes[0])
+        idx = self.slices(x, values)
+        return [tuple(len(range(*s.indices(d))) for s, d in zip(idx, x))]
+
+
+@dataclass(frozen=True)
+class Pad(Op):
+    """Inputs: x, constant pads (begin..., end...), optional constant value, optional axes."""
+
+    type = "Pad"
+    family = "shape"
+    const_inputs = (1, 2, 3)
+    mode: str = "constant"
+
+    @staticmethod
+    def widths(x: tuple, values: list) -> list[tuple[int, int]]:
+        pads = [int(p) for p in np.asarray(values[1]).reshape(-1)]
+        axes = values[3] if len(values) > 3 and values[3] is not None else range(len(x))
+        axes = [int(a) % len(x) for a in axes]
+        n = len(axes)
+        if len(pads) != 2 * n:
+            raise ShapeError(f"Pad expects {2 * n} pad values for shape {tuple(x)}. Received {len(pads)}.")
+        widths = [(0, 0)] * len(x)
+        for i, a in enumerate(axes):
+            widths[a] = (pads[i], pads[n + i])
+        return widths
+
+    def infer(self, shapes, values):
+        x = tuple(shapes[0])
+        out = tuple(d + b + e for d, (b, e) in zip(x, self.widths(x, values)))
+        if min(out, default=1) < 0:
+            raise ShapeError(f"Pad removes more than the whole of shape {x}.")
+        return [out]
+
+
+@dataclass(frozen=True)
+class Resize(Op):
+    """ONNX Resize/Upsample. Inputs: x, roi (unused), scales, sizes (scales or sizes constant)."""
+
+    type = "Resize"
+    family = "resize"
+    const_inputs = (1, 2, 3)
+    mode: str = "nearest"  # nearest | linear
+    coordinate_transformation_mode: str = "half_pixel"
+    nearest_mode: str = "round_prefer_floor"
+
+    @staticmethod
+    def scales_and_sizes(x: tuple, values: list) -> tuple[list[float], list[int]]:
+        scales = values[2] if len(values) > 2 else None
+        sizes = values[3] if len(values) > 3 else None
+        if sizes is not None and np.size(sizes):
+            sizes = [int(s) for s in sizes]
+            return [o / i for o, i in zip(sizes, x)], sizes
+        if scales is None or not np.size(scales):
+            raise ShapeError("Resize needs constant scales or sizes. Received neither.")
+        scales = [float(s) for s in scales]
+        return scales, [int(np.floor(d * s)) for d, s in zip(x, scales)]
+
+    def infer(self, shapes, values):
+        x = tuple(shapes[0])
+        scales, sizes = self.scales_and_sizes(x, values)
+        if len(scales) != len(x):
+            raise ShapeError(f"Resize got {len(scales)} scales for a rank-{len(x)} input {x}.")
+        return [tuple(sizes)]
+
+
+@dataclass(frozen=True)
+class Shape(Op):
+    type = "Shape"
+    family = "shape"
+    start: int = 0
+    end: int | None = None
+
+    def infer(self, shapes, values):
+        return [(len(range(len(shapes[0]))[self.start : self.end]),)]
+
+
+@dataclass(frozen=True)
+class Gather(Op):
+    type = "Gather"
+    family = "shape"
+    axis: int = 0
+
+    def infer(self, shapes, values):
+        x, idx = tuple(shapes[0]), tuple(shapes[1])
+        axis = normalize_axis(self, self.axis, len(x))
+        return [x[:axis] + idx + x[axis + 1 :]]
+
+
+@dataclass(frozen=True)
+class Cast(Op):
+    type = "Cast"
+    family = "shape"
+    to: str = "float32"  # a numpy dtype name
+
+    def infer(self, shapes, values):
+        return [tuple(shapes[0])]
+
+
+@dataclass(frozen=True)
+class ConstantOfShape(Op):
+    type = "ConstantOfShape"
+    family = "shape"
+    const_inputs = (0,)
+    value: float = 0.0
+    dtype: str = "float32"
+
+    def infer(self, shapes, values):
+        return [tuple(int(d) for d in np.asarray(values[0]).reshape(-1))]
+
+
+@dataclass(frozen=True)
+class Expand(Op):
+    type = "Expand"
+    family = "shape"
+    const_inputs = (1,)
+
+    def infer(self, shapes, values):
+        from lwnn.ops.base import broadcast
+
+        return [broadcast(self, [tuple(shapes[0]), tuple(int(d) for d in values[1])])]
