@@ -37,6 +37,16 @@ _PLANNED = {
 }
 _instances: dict[str, object] = {}
 
+# Columns of the coverage table: every runtime lwnn has or plans, as "<backend> <scheme>".
+RUNTIME_COLUMNS = ("cpu float", "cpu s8", "cpu q8", "cpu q16", "opencl")
+_COLUMN_BACKENDS = {"cpu float": "cpu"}
+
+
+def runtime_for_column(column: str):
+    """The runtime behind a coverage column, or None when this version does not have it."""
+    backend = _COLUMN_BACKENDS.get(column)
+    return get_runtime(backend) if backend else None
+
 
 def available() -> list[str]:
     return sorted(_FACTORIES)

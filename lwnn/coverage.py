@@ -1,0 +1,93 @@
+"""The coverage table (layer x runtime: Y native, F falls back to CPU float, N unsupported),
+generated from the registered ops and runtimes, never written by hand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lwnn.backends import RUNTIME_COLUMNS, runtime_for_column
+from lwnn.graph import Layer
+from lwnn.ops import OPS
+from lwnn.ops import conv as c
+from lwnn.ops import elementwise as e
+from lwnn.ops import pool as p
+from lwnn.ops import shape as s
+
+
+def _seed_layers() -> list[tuple[str, object]]:
+    """The seed's layer table: a label and a representative op (None: no op exists yet)."""
+    return [
+        ("Conv1D", c.Conv()),
+        ("Conv2D", c.Conv()),
+        ("DeConv2D", c.ConvTranspose()),
+        ("DepthwiseConv2D", c.Conv(group=8)),
+        ("DilatedConv2D", c.Conv(dilations=(2, 2))),
+        ("PReLU", e.PRelu()),
+        ("Element-wise Max", e.Max()),
+        ("ReLU", e.Relu()),
+        ("Add", e.Add()),
+        ("Concat", s.Concat()),
+        ("Pad", s.Pad()),
+        ("Reshape", s.Reshape()),
+        ("BatchNorm", e.BatchNorm()),
+        ("Softmax", e.Softmax()),
+        ("Dense", c.Dense()),
+        ("MaxPool1D/2D", p.MaxPool()),
+        ("AvgPool1D/2D", p.AveragePool()),
+        ("Upsample", s.Resize()),
+        ("PriorBox", None),
+        ("DetectionOutput", None),
+        ("Yolo", None),
+        ("YoloOutput", None),
+        ("Mfcc", None),
+        ("LSTM", None),
+    ]
+
+
+@dataclass(frozen=True)
+class CoverageRow:
+    layer: str
+    op_type: str
+    support: tuple[str, ...]  # one of "Y", "F", "N" per runtime column
+
+
+def _support(op, column: str) -> str:
+    if op is None:
+        return "N"
+    runtime = runtime_for_column(column)
+    if runtime is None:
+        return "N"
+    layer = Layer("coverage", op, (), ())
+    if runtime.supports(layer):
+        return "Y"
+    if column != "cpu float" and runtime_for_column("cpu float").supports(layer):
+        return "F"
+    return "N"
+
+
+def seed_table() -> list[CoverageRow]:
+    """The seed's layers against the runtimes, as the code supports them now."""
+    return [
+        CoverageRow(label, op.type if op else "-", tuple(_support(op, col) for col in RUNTIME_COLUMNS))
+        for label, op in _seed_layers()
+    ]
+
+
+def op_table() -> list[CoverageRow]:
+    """Every lwnn op against the runtimes."""
+    return [
+        CoverageRow(name, name, tuple(_support(cls(), col) for col in RUNTIME_COLUMNS))
+        for name, cls in sorted(OPS.items())
+    ]
+
+
+def to_markdown(rows: list[CoverageRow], first: str = "Layer") -> str:
+    """A markdown table; the op column is left out when it repeats the first column."""
+    show_op = any(r.layer != r.op_type for r in rows)
+    lead = [first, "lwnn op"] if show_op else [first]
+    header = "| " + " | ".join([*lead, *RUNTIME_COLUMNS]) + " |"
+    rule = "|" + " - |" * (len(lead) + len(RUNTIME_COLUMNS))
+    body = [
+        "| " + " | ".join([r.layer, *([r.op_type] if show_op else []), *r.support]) + " |" for r in rows
+    ]
+    return "\n".join([header, rule, *body])
