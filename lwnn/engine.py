@@ -8,6 +8,7 @@ recording every tensor and which runtime executed each layer.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -95,12 +96,20 @@ def build_plan(graph: Graph, input_shapes: dict[str, tuple]) -> Plan:
 
 class Recording(Mapping):
     """Every tensor of one run by name (inputs, layer outputs, folded shape tensors), with the
-    runtime that executed each layer in ``executed_by`` (layer name -> runtime name)."""
+    runtime that executed each layer in ``executed_by`` (layer name -> runtime name) and its
+    wall time in ``seconds`` (layer name -> seconds)."""
 
-    def __init__(self, tensors: dict[str, np.ndarray], executed_by: dict[str, str], outputs: list[str]):
+    def __init__(
+        self,
+        tensors: dict[str, np.ndarray],
+        executed_by: dict[str, str],
+        outputs: list[str],
+        seconds: dict[str, float] | None = None,
+    ):
         self._tensors = tensors
         self.executed_by = executed_by
         self.output_names = list(outputs)
+        self.seconds = seconds or {}
 
     @property
     def outputs(self) -> dict[str, np.ndarray]:
@@ -131,12 +140,15 @@ def execute(plan: Plan, feeds: dict[str, np.ndarray], runtime, record: bool):
     env: dict[str, np.ndarray] = dict(plan.constants)
     env.update(feeds)
     executed_by = {layer.name: FOLDED for layer in plan.folded}
+    seconds: dict[str, float] = {}
     for i, layer in enumerate(plan.steps):
         args = [env[n] if n else None for n in layer.inputs]
+        start = time.perf_counter()
         try:
             outs = runtime.run_layer(layer, args)
         except LwnnError as err:
             raise _in_context(layer, err) from None
+        seconds[layer.name] = time.perf_counter() - start
         for name, v in zip(layer.outputs, outs):
             if tuple(v.shape) != plan.shapes[name]:
                 raise KernelError(
@@ -151,7 +163,7 @@ def execute(plan: Plan, feeds: dict[str, np.ndarray], runtime, record: bool):
                     del env[name]
     if record:
         keep = {n: v for n, v in env.items() if n not in plan.constants or n in _folded_outputs(plan)}
-        return Recording(keep, executed_by, plan.outputs)
+        return Recording(keep, executed_by, plan.outputs, seconds)
     return {name: env[name] for name in plan.outputs}
 
 

@@ -1,0 +1,116 @@
+"""The ``lwnn`` command line.
+
+    lwnn                      run the bundled default model on its bundled samples
+    lwnn info MODEL           inputs, outputs and layers of a model
+    lwnn run MODEL --data F   run on arrays from an .npz file (keys = input names)
+    lwnn coverage [--ops]     the layer x runtime coverage table
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+import lwnn
+from lwnn import coverage
+from lwnn.errors import LwnnError
+
+
+def _layer_table(model: lwnn.Model, rec: lwnn.Recording | None = None) -> str:
+    rows = [("#", "layer", "op", "output shape", "runtime", "ms")]
+    for i, layer in enumerate(model.layers):
+        out = layer.outputs[0]
+        shape = str(tuple(rec[out].shape)) if rec is not None and out in rec else "-"
+        runtime = rec.executed_by.get(layer.name, "-") if rec is not None else "-"
+        ms = f"{rec.seconds[layer.name] * 1e3:.2f}" if rec is not None and layer.name in rec.seconds else "-"
+        rows.append((str(i), layer.name, layer.op_type, shape, runtime, ms))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def _describe(model: lwnn.Model) -> str:
+    lines = [f"model {model.name!r}: {len(model.layers)} layers"]
+    lines += [f"  input  {n}: {s.describe()}" for n, s in model.graph.inputs.items()]
+    lines += [f"  output {n}: {s}" for n, s in model.outputs.items()]
+    return "\n".join(lines)
+
+
+def cmd_default(args) -> int:
+    from lwnn import data
+
+    model = lwnn.load(data.default_model_path())
+    images, labels = data.default_samples()
+    print(_describe(model))
+    rec = model.run({"image": images[:1]}, backend=args.backend, record=True)
+    print(_layer_table(model, rec))
+    probs = model.run({"image": images}, backend=args.backend)["probs"]
+    accuracy = float((probs.argmax(axis=1) == labels).mean())
+    print(f"top-1 on the {len(labels)} bundled Fashion-MNIST test images ({args.backend}): {accuracy:.2%}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    model = lwnn.load(args.model)
+    print(_describe(model))
+    print(_layer_table(model))
+    return 0
+
+
+def cmd_run(args) -> int:
+    model = lwnn.load(args.model)
+    with np.load(args.data) as npz:
+        feeds = {name: npz[name] for name in npz.files}
+    rec = model.run(feeds, backend=args.backend, record=True)
+    if args.layers:
+        print(_layer_table(model, rec))
+    for name, value in rec.outputs.items():
+        print(f"{name}: shape {value.shape}, dtype {value.dtype}, min {value.min():.6g}, max {value.max():.6g}")
+    if args.out:
+        np.savez(args.out, **rec.outputs)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_coverage(args) -> int:
+    rows = coverage.op_table() if args.ops else coverage.seed_table()
+    print(coverage.to_markdown(rows, "Op" if args.ops else "Layer"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lwnn", description="lwnn quantization workbench")
+    parser.add_argument("--backend", default="cpu", help="runtime for the default run (default: cpu)")
+    parser.set_defaults(func=cmd_default)
+    sub = parser.add_subparsers(title="commands")
+
+    info = sub.add_parser("info", help="inputs, outputs and layers of a model")
+    info.add_argument("model")
+    info.set_defaults(func=cmd_info)
+
+    run = sub.add_parser("run", help="run a model on arrays from an .npz file")
+    run.add_argument("model")
+    run.add_argument("--data", required=True, help=".npz file whose keys are the model's input names")
+    run.add_argument("--backend", default="cpu")
+    run.add_argument("--layers", action="store_true", help="print every layer's shape, runtime and time")
+    run.add_argument("--out", help="write the outputs to this .npz file")
+    run.set_defaults(func=cmd_run)
+
+    cov = sub.add_parser("coverage", help="layer x runtime coverage table (markdown)")
+    cov.add_argument("--ops", action="store_true", help="every lwnn op instead of the seed's layers")
+    cov.set_defaults(func=cmd_coverage)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (LwnnError, FileNotFoundError) as err:
+        print(f"lwnn: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

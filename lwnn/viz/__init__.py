@@ -1,0 +1,1 @@
+"""Pictures and widgets: error heatmaps, histograms, calibration curves, graph views, explorers."""
