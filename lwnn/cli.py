@@ -66,7 +66,8 @@ def cmd_run(args) -> int:
     if args.layers:
         print(_layer_table(model, rec))
     for name, value in rec.outputs.items():
-        print(f"{name}: shape {value.shape}, dtype {value.dtype}, min {value.min():.6g}, max {value.max():.6g}")
+        stats = f"min {value.min():.6g}, max {value.max():.6g}"
+        print(f"{name}: shape {value.shape}, dtype {value.dtype}, {stats}")
     if args.out:
         np.savez(args.out, **rec.outputs)
         print(f"wrote {args.out}")

@@ -101,7 +101,8 @@ def test_missing_and_extra_inputs(relu_path):
 
 def test_wrong_shape(relu_path):
     m = lwnn.load(relu_path)
-    with pytest.raises(lwnn.ShapeError, match=r"'x' expects shape \(1, 3, 4, 4\)\. Received shape \(1, 3, 5, 4\)"):
+    expected = r"'x' expects shape \(1, 3, 4, 4\)\. Received shape \(1, 3, 5, 4\)"
+    with pytest.raises(lwnn.ShapeError, match=expected):
         m.run({"x": np.zeros((1, 3, 5, 4), np.float32)})
 
 

@@ -69,7 +69,10 @@ def _spec(value_info) -> TensorSpec:
     shape = None
     if t.HasField("shape"):
         # dim_param names and non-positive dim_values (some exporters write -1) are free dims.
-        shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in t.shape.dim)
+        shape = tuple(
+            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+            for d in t.shape.dim
+        )
     return TensorSpec(value_info.name, _np_dtype(t.elem_type), shape)
 
 
