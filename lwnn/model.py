@@ -65,7 +65,7 @@ class Model:
         for name, spec in expected.items():
             value = np.asarray(feeds[name])
             want = np.dtype(spec.dtype)
-            if value.dtype.kind not in _COMPATIBLE_KINDS[want.kind]:
+            if value.dtype.kind not in _COMPATIBLE_KINDS.get(want.kind, want.kind):
                 raise FeedError(
                     f"Input {name!r} expects dtype {want.name}. Received dtype {value.dtype.name}."
                 )

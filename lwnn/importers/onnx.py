@@ -14,7 +14,7 @@ import numpy as np
 
 from lwnn.errors import ModelFormatError, UnsupportedOpError
 from lwnn.graph import Graph, Layer, TensorSpec
-from lwnn.importers.onnx_ops import CONVERTERS, Node
+from lwnn.importers.onnx_ops import CONVERTERS, ELEMENT_TYPES, Node
 
 
 def read_onnx(path: str | os.PathLike):
@@ -65,7 +65,16 @@ def _np_dtype(elem_type: int) -> np.dtype:
 
 
 def _spec(value_info) -> TensorSpec:
+    from onnx import TensorProto
+
     t = value_info.type.tensor_type
+    known = t.elem_type in TensorProto.DataType.values()
+    type_name = TensorProto.DataType.Name(t.elem_type) if known else str(t.elem_type)
+    if type_name not in ELEMENT_TYPES:
+        raise UnsupportedOpError(
+            f"Tensor {value_info.name!r} has element type {type_name}. "
+            f"Supported: {', '.join(ELEMENT_TYPES)}."
+        )
     shape = None
     if t.HasField("shape"):
         # dim_param names and non-positive dim_values (some exporters write -1) are free dims.

@@ -56,6 +56,15 @@ class Node:
 
 CONVERTERS: dict[str, Callable[[Node], tuple]] = {}
 
+# ONNX inputs that lwnn needs as constants (initializers, Constant nodes or sub-graphs folded
+# once input shapes are known), by op type and input index: lwnn plans every shape before a run.
+CONST_INPUTS: dict[str, tuple[int, ...]] = {
+    "Clip": (1, 2), "ConstantOfShape": (0,), "Dropout": (1, 2), "Expand": (1,), "Pad": (1, 2, 3),
+    "ReduceMax": (1,), "ReduceMean": (1,), "ReduceMin": (1,), "ReduceSum": (1,), "Reshape": (1,),
+    "Resize": (1, 2, 3), "Slice": (1, 2, 3, 4), "Split": (1,), "Squeeze": (1,), "Unsqueeze": (1,),
+    "Upsample": (1,),
+}
+
 
 def converter(*op_types: str):
     def register(fn):
@@ -131,7 +140,8 @@ def _max_pool(node):
 
 @converter("AveragePool")
 def _average_pool(node):
-    return p.AveragePool(count_include_pad=bool(node.attr("count_include_pad", 0)), **_pool_args(node)), node.inputs
+    count_include_pad = bool(node.attr("count_include_pad", 0))
+    return p.AveragePool(count_include_pad=count_include_pad, **_pool_args(node)), node.inputs
 
 
 def _reduce(cls, axes_input_from: int):
@@ -179,7 +189,8 @@ def _elu(node):
 
 @converter("HardSigmoid")
 def _hard_sigmoid(node):
-    return e.HardSigmoid(alpha=float(node.attr("alpha", 0.2)), beta=float(node.attr("beta", 0.5))), node.inputs
+    alpha, beta = float(node.attr("alpha", 0.2)), float(node.attr("beta", 0.5))
+    return e.HardSigmoid(alpha=alpha, beta=beta), node.inputs
 
 
 @converter("Clip")
@@ -197,6 +208,14 @@ def _clip(node):
 def _dropout(node):
     if len(node.outputs) > 1 and node.outputs[1]:
         raise node.unsupported("the mask output", "inference Dropout (one output)")
+    # Training mode drops at random, unless the ratio is 0: then it is the identity too.
+    training = bool(node.attr("is_test", 1) == 0) if node.opset < 7 else False
+    mode = node.const_input(2, "training_mode")
+    if mode is not None:
+        training = bool(np.asarray(mode).reshape(-1)[0])
+    ratio = node.const_input(1, "ratio") if training else None
+    if training and (ratio is None or float(np.asarray(ratio).reshape(-1)[0]) != 0.0):
+        raise node.unsupported("training mode with a non-zero ratio", "inference mode, or ratio 0")
     return e.Identity(), node.inputs[:1]
 
 
@@ -277,30 +296,32 @@ def _str(value, default: str) -> str:
 def _resize(node):
     mode = _str(node.attr("mode"), "nearest")
     if mode not in ("nearest", "linear", "bilinear"):
-        raise node.unsupported(f"mode {mode!r}", "nearest, linear")
+        raise node.unsupported(f"mode {mode!r}", ", ".join(s.Resize.MODES))
     if node.attr("antialias", 0):
         raise node.unsupported("antialias=1", "antialias=0")
-    if node.attr("axes") is not None or _str(node.attr("keep_aspect_ratio_policy"), "stretch") != "stretch":
-        raise node.unsupported("axes / keep_aspect_ratio_policy", "all axes, stretch")
+    if node.attr("axes") is not None:
+        raise node.unsupported(f"axes={list(node.ints('axes'))}", "no axes (every axis resized)")
+    policy = _str(node.attr("keep_aspect_ratio_policy"), "stretch")
+    if policy != "stretch":
+        raise node.unsupported(f"keep_aspect_ratio_policy {policy!r}", "stretch")
     if node.op_type == "Upsample" or node.opset < 11:
-        # Upsample and Resize-10: scales as input 1, asymmetric coordinates, floor rounding.
+        # Upsample and Resize-10: scales as input 1, asymmetric coordinates, onnxruntime's
+        # "simple" rounding (the spec does not say).
         if node.op_type == "Upsample" and node.opset < 9:
             raise node.unsupported("opset < 9 Upsample", "opset 9 and later")
         op = s.Resize(
             mode="linear" if mode == "bilinear" else mode,
-            coordinate_transformation_mode="asymmetric", nearest_mode="floor",
+            coordinate_transformation_mode="asymmetric", nearest_mode="simple",
         )
         return op, [node.inputs[0], "", node.inputs[1]]
     ctm = _str(node.attr("coordinate_transformation_mode"), "half_pixel")
-    if ctm == "tf_crop_and_resize":
-        raise node.unsupported("coordinate_transformation_mode 'tf_crop_and_resize'",
-                               "half_pixel, pytorch_half_pixel, align_corners, asymmetric, "
-                               "tf_half_pixel_for_nearest")
-    op = s.Resize(
-        mode=mode, coordinate_transformation_mode=ctm,
-        nearest_mode=_str(node.attr("nearest_mode"), "round_prefer_floor"),
-    )
-    return op, node.inputs
+    if ctm not in s.Resize.COORDINATE_MODES:
+        supported = ", ".join(s.Resize.COORDINATE_MODES)
+        raise node.unsupported(f"coordinate_transformation_mode {ctm!r}", supported)
+    nearest = _str(node.attr("nearest_mode"), "round_prefer_floor")
+    if nearest not in s.Resize.NEAREST_MODES[:-1]:
+        raise node.unsupported(f"nearest_mode {nearest!r}", ", ".join(s.Resize.NEAREST_MODES[:-1]))
+    return s.Resize(mode=mode, coordinate_transformation_mode=ctm, nearest_mode=nearest), node.inputs
 
 
 @converter("Shape")
@@ -314,11 +335,22 @@ def _gather(node):
     return s.Gather(axis=int(node.attr("axis", 0))), node.inputs
 
 
+# ONNX element types lwnn computes with; the others (string, bfloat16, float8, int4, complex)
+# have no NumPy arithmetic or no use on lwnn's targets.
+ELEMENT_TYPES = ("FLOAT", "DOUBLE", "FLOAT16", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16",
+              "UINT32", "UINT64", "BOOL")
+
+
 @converter("Cast")
 def _cast(node):
+    from onnx import TensorProto
     from onnx.helper import tensor_dtype_to_np_dtype
 
-    return s.Cast(to=np.dtype(tensor_dtype_to_np_dtype(int(node.attr("to")))).name), node.inputs
+    to = int(node.attr("to"))
+    name = TensorProto.DataType.Name(to) if to in TensorProto.DataType.values() else str(to)
+    if name not in ELEMENT_TYPES:
+        raise node.unsupported(f"to={name}", ", ".join(ELEMENT_TYPES))
+    return s.Cast(to=np.dtype(tensor_dtype_to_np_dtype(to)).name), node.inputs
 
 
 @converter("ConstantOfShape")

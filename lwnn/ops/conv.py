@@ -1,12 +1,14 @@
-"""Convolutions and matrix products: Conv (1D/2D, grouped, depthwise, dilated), ConvTranspose,
-Dense (ONNX Gemm semantics) and MatMul."""
+"""Convolutions and matrix products: Conv (1D/2D/3D, grouped, depthwise, dilated),
+ConvTranspose, Dense (ONNX Gemm semantics) and MatMul."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from lwnn.errors import ShapeError
-from lwnn.ops.base import Op, expect_rank, window_out_size, window_pads
+from lwnn.ops.base import Op, broadcast, expect_rank, window_out_size, window_pads
+
+SPATIAL_RANKS = (3, 4, 5)  # 1-D, 2-D and 3-D convolutions (N, C, *spatial)
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class Conv(Op):
 
     def infer(self, shapes, values):
         x, w, b = (shapes + [None])[:3]
-        expect_rank(self, x, (3, 4))
+        expect_rank(self, x, SPATIAL_RANKS)
         expect_rank(self, w, (len(x),), "weight")
         if x[1] != w[1] * self.group or w[0] % self.group:
             raise ShapeError(
@@ -77,15 +79,16 @@ class ConvTranspose(Op):
         strides = self.strides or (1,) * n
         dilations = self.dilations or (1,) * n
         out_pad = self.output_padding or (0,) * n
-        pads = self.pads or (0,) * (2 * n)
+        pads = self.pads if self.pads and self.auto_pad in ("", "NOTSET") else (0,) * (2 * n)
+        # output_shape (or SAME) sets the pads; a negative total extends the output with zeros.
         if self.output_shape or self.auto_pad in ("SAME_UPPER", "SAME_LOWER"):
             target = self.output_shape[-n:] if self.output_shape else [
                 x_shape[2 + i] * strides[i] for i in range(n)
             ]
             begins, ends = [], []
             for i in range(n):
-                full = strides[i] * (x_shape[2 + i] - 1) + out_pad[i] + (w_shape[2 + i] - 1) * dilations[i] + 1
-                total = full - target[i]
+                span = strides[i] * (x_shape[2 + i] - 1) + out_pad[i] + (w_shape[2 + i] - 1) * dilations[i]
+                total = span + 1 - target[i]
                 if self.auto_pad == "SAME_UPPER":
                     begins.append(total // 2)
                     ends.append(total - total // 2)
@@ -97,12 +100,12 @@ class ConvTranspose(Op):
 
     def infer(self, shapes, values):
         x, w, b = (shapes + [None])[:3]
-        expect_rank(self, x, (3, 4))
+        expect_rank(self, x, SPATIAL_RANKS)
         expect_rank(self, w, (len(x),), "weight")
-        if w[0] != x[1]:
+        if w[0] != x[1] or x[1] % self.group:
             raise ShapeError(
-                f"ConvTranspose expects a weight whose first dim is the {x[1]} input channels. "
-                f"Received weight shape {tuple(w)}."
+                f"ConvTranspose with group={self.group} expects a weight whose first dim is the "
+                f"{x[1]} input channels, a multiple of group. Received weight shape {tuple(w)}."
             )
         m = w[1] * self.group
         if b is not None and tuple(b) != (m,):
@@ -110,7 +113,8 @@ class ConvTranspose(Op):
         strides, dilations, pads, out_pad = self.geometry(x, w)
         n = len(x) - 2
         spatial = [
-            strides[i] * (x[2 + i] - 1) + out_pad[i] + (w[2 + i] - 1) * dilations[i] + 1 - pads[i] - pads[n + i]
+            strides[i] * (x[2 + i] - 1) + out_pad[i] + (w[2 + i] - 1) * dilations[i] + 1
+            - pads[i] - pads[n + i]
             for i in range(n)
         ]
         return [(x[0], m, *spatial)]
@@ -138,6 +142,8 @@ class Dense(Op):
                 f"Dense (Gemm) inner dimensions differ: A gives K={k}, B gives K={k2}. "
                 f"Received A {tuple(a)}, B {tuple(b)}."
             )
+        if c is not None and broadcast(self, [c, (m, n)]) != (m, n):
+            raise ShapeError(f"Dense (Gemm) bias of shape {tuple(c)} does not broadcast to ({m}, {n}).")
         return [(m, n)]
 
 
@@ -159,8 +165,6 @@ class MatMul(Op):
                 f"MatMul inner dimensions differ: {a2[-1]} versus {b2[-2]}. "
                 f"Received {tuple(a)} and {tuple(b)}."
             )
-        from lwnn.ops.base import broadcast
-
         batch = broadcast(self, [a2[:-2], b2[:-2]])
         out = (*batch, a2[-2], b2[-1])
         if len(a) == 1:

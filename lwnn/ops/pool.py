@@ -1,5 +1,5 @@
-"""Pooling and reductions: MaxPool, AveragePool (1D/2D), GlobalAveragePool, GlobalMaxPool,
-ReduceMean/ReduceMax/ReduceSum."""
+"""Pooling and reductions: MaxPool, AveragePool (1D/2D/3D), GlobalAveragePool, GlobalMaxPool,
+ReduceMean/ReduceMax/ReduceMin/ReduceSum."""
 
 from __future__ import annotations
 
@@ -27,14 +27,14 @@ class _Pool(Op):
         dilations = self.dilations or (1,) * n
         pads = window_pads(self.auto_pad, self.pads, x_shape[2:], k, strides, dilations)
         out = tuple(
-            window_out_size(x_shape[2 + i], k[i], strides[i], dilations[i], pads[i], pads[n + i], self.ceil_mode)
-            for i in range(n)
+            window_out_size(x_shape[2 + i], k[i], s, d, pads[i], pads[n + i], self.ceil_mode)
+            for i, (s, d) in enumerate(zip(strides, dilations))
         )
         return k, strides, dilations, pads, out
 
     def infer(self, shapes, values):
         x = shapes[0]
-        expect_rank(self, x, (3, 4))
+        expect_rank(self, x, (3, 4, 5))
         if len(self.kernel_shape) != len(x) - 2:
             raise ShapeError(
                 f"{self.type} has a {len(self.kernel_shape)}-D kernel {self.kernel_shape} but its "

@@ -68,8 +68,8 @@ class Flatten(Op):
 
     def infer(self, shapes, values):
         x = shapes[0]
-        axis = self.axis % (len(x) + 1) if self.axis < 0 else self.axis
-        if axis > len(x):
+        axis = self.axis + len(x) if self.axis < 0 else self.axis
+        if not 0 <= axis <= len(x):
             raise ShapeError(f"Flatten axis {self.axis} is out of range for shape {tuple(x)}.")
         return [(int(np.prod(x[:axis])), int(np.prod(x[axis:])))]
 
@@ -169,7 +169,11 @@ class Slice(Op):
         index = [slice(None)] * len(x)
         for start, end, axis, step in zip(starts, ends, axes, steps):
             axis = int(axis) % len(x)
-            index[axis] = slice(*slice(int(start), int(end), int(step)).indices(x[axis]))
+            if int(step) == 0:
+                raise ShapeError(f"Slice steps must be non-zero. Received a step of 0 on axis {axis}.")
+            start, end, step = slice(int(start), int(end), int(step)).indices(x[axis])
+            # indices() gives end -1 for "before element 0"; as a slice bound -1 means the last.
+            index[axis] = slice(start, None if end < 0 else end, step)
         return tuple(index)
 
     def infer(self, shapes, values):
@@ -210,7 +214,11 @@ class Pad(Op):
 
 @dataclass(frozen=True)
 class Resize(Op):
-    """ONNX Resize/Upsample. Inputs: x, roi (unused), scales, sizes (scales or sizes constant)."""
+    """ONNX Resize/Upsample. Inputs: x, roi (unused), scales, sizes (scales or sizes constant).
+
+    ``nearest_mode="simple"`` is the rounding of Resize-10 and Upsample, which the ONNX spec
+    leaves open: onnxruntime's (floor when upsampling an axis, ceil when downsampling it).
+    """
 
     type = "Resize"
     family = "resize"
@@ -218,6 +226,20 @@ class Resize(Op):
     mode: str = "nearest"  # nearest | linear
     coordinate_transformation_mode: str = "half_pixel"
     nearest_mode: str = "round_prefer_floor"
+
+    MODES = ("nearest", "linear")
+    COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
+                        "asymmetric", "tf_half_pixel_for_nn")
+    NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil", "simple")
+
+    @staticmethod
+    def lengths(x: tuple, values: list) -> list[float]:
+        """Resized length of every axis before flooring (ONNX's output_width): the coordinate
+        modes align_corners, pytorch_half_pixel and half_pixel_symmetric depend on it."""
+        sizes = values[3] if len(values) > 3 else None
+        if sizes is not None and np.size(sizes):
+            return [float(s) for s in sizes]
+        return [d * float(s) for d, s in zip(x, values[2])]
 
     @staticmethod
     def scales_and_sizes(x: tuple, values: list) -> tuple[list[float], list[int]]:

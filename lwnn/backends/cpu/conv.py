@@ -1,8 +1,9 @@
-"""CPU float kernels for Conv, ConvTranspose, Dense and MatMul.
+"""CPU float kernels for Conv, ConvTranspose, Dense and MatMul (any number of spatial dims).
 
 Convolutions run as one BLAS GEMM over an im2col matrix built from a strided view (groups are
 a batched GEMM); depthwise convolutions accumulate one shifted, scaled copy of the input per
-kernel tap, which is vectorised over all pixels and channels.
+kernel tap, which is vectorised over all pixels and channels. Transposed convolutions are one
+GEMM followed by a scatter-add per kernel tap.
 """
 
 from __future__ import annotations
@@ -13,11 +14,6 @@ from numpy.lib.stride_tricks import as_strided
 from lwnn.backends.cpu.registry import kernel
 
 
-def _as_2d(x: np.ndarray, w: np.ndarray):
-    """View 1-D convolutions as 2-D ones with height 1."""
-    return (x[:, :, None, :], w[:, :, None, :]) if x.ndim == 3 else (x, w)
-
-
 def _pad_spatial(x: np.ndarray, pads: tuple[int, ...]) -> np.ndarray:
     n = x.ndim - 2
     if not any(pads):
@@ -25,88 +21,82 @@ def _pad_spatial(x: np.ndarray, pads: tuple[int, ...]) -> np.ndarray:
     return np.pad(x, [(0, 0), (0, 0)] + [(pads[i], pads[n + i]) for i in range(n)])
 
 
-def _taps(x: np.ndarray, kh: int, kw: int, oh: int, ow: int, strides, dilations) -> np.ndarray:
-    """Read-only view [N, C, KH, KW, OH, OW] of the input window of every output pixel."""
-    n, c, _, _ = x.shape
-    s0, s1, s2, s3 = x.strides
-    return as_strided(
-        x,
-        shape=(n, c, kh, kw, oh, ow),
-        strides=(s0, s1, s2 * dilations[0], s3 * dilations[1], s2 * strides[0], s3 * strides[1]),
-        writeable=False,
+def _tap_slices(tap, strides, dilations, sizes) -> tuple[slice, ...]:
+    """Index of the positions kernel tap ``tap`` touches for ``sizes`` output (or input) pixels."""
+    return (slice(None), slice(None)) + tuple(
+        slice(t * d, t * d + s * (n - 1) + 1, s) for t, s, d, n in zip(tap, strides, dilations, sizes)
     )
 
 
-def conv2d(x: np.ndarray, w: np.ndarray, strides, dilations, group: int) -> np.ndarray:
-    """Unpadded NCHW convolution without bias (x already padded)."""
-    n, c, h, wd = x.shape
-    m, cg, kh, kw = w.shape
-    oh = (h - (kh - 1) * dilations[0] - 1) // strides[0] + 1
-    ow = (wd - (kw - 1) * dilations[1] - 1) // strides[1] + 1
+def conv_nd(x: np.ndarray, w: np.ndarray, strides, dilations, group: int) -> np.ndarray:
+    """Unpadded NC... convolution without bias (x already padded)."""
+    n, c, *size = x.shape
+    m, cg, *k = w.shape
+    out = [(s - (kk - 1) * d - 1) // st + 1 for s, kk, d, st in zip(size, k, dilations, strides)]
     if group > 1 and cg == 1:
-        return _depthwise(x, w, oh, ow, strides, dilations, group)
-    if kh == kw == 1 and strides == (1, 1) and group == 1:
-        return np.matmul(w.reshape(m, c), x.reshape(n, c, h * wd)).reshape(n, m, oh, ow)
-    taps = _taps(np.ascontiguousarray(x), kh, kw, oh, ow, strides, dilations)
-    cols = taps.reshape(n, group, cg * kh * kw, oh * ow)  # the im2col copy
-    wg = w.reshape(group, m // group, cg * kh * kw)
-    return np.matmul(wg, cols).reshape(n, m, oh, ow)
+        return _depthwise(x, w, out, strides, dilations, group)
+    if all(kk == 1 for kk in k) and all(s == 1 for s in strides) and group == 1:
+        return np.matmul(w.reshape(m, c), x.reshape(n, c, -1)).reshape(n, m, *out)
+    x = np.ascontiguousarray(x)
+    # Read-only view [N, C, *K, *OUT] of the input window of every output pixel.
+    spatial = x.strides[2:]
+    taps = as_strided(
+        x,
+        shape=(n, c, *k, *out),
+        strides=(*x.strides[:2], *(s * d for s, d in zip(spatial, dilations)),
+                 *(s * st for s, st in zip(spatial, strides))),
+        writeable=False,
+    )
+    cols = taps.reshape(n, group, cg * int(np.prod(k)), int(np.prod(out)))  # the im2col copy
+    wg = w.reshape(group, m // group, -1)
+    return np.matmul(wg, cols).reshape(n, m, *out)
 
 
-def _depthwise(x, w, oh, ow, strides, dilations, group):
+def _depthwise(x, w, out, strides, dilations, group):
     n, c = x.shape[:2]
-    m, _, kh, kw = w.shape
+    m, _, *k = w.shape
     mult = m // group
-    wt = w.reshape(c, mult, kh, kw)
-    out = np.zeros((n, c, mult, oh, ow), dtype=np.result_type(x, w))
-    sh, sw = strides
-    for i in range(kh):
-        for j in range(kw):
-            r, q = i * dilations[0], j * dilations[1]
-            tap = x[:, :, r : r + sh * (oh - 1) + 1 : sh, q : q + sw * (ow - 1) + 1 : sw]
-            out += tap[:, :, None] * wt[None, :, :, i, j, None, None]
-    return out.reshape(n, m, oh, ow)
+    wt = w.reshape(c, mult, *k)
+    y = np.zeros((n, c, mult, *out), dtype=np.result_type(x, w))
+    expand = (None,) * len(out)
+    for tap in np.ndindex(*k):
+        view = x[_tap_slices(tap, strides, dilations, out)]
+        y += view[:, :, None] * wt[(None, slice(None), slice(None), *tap, *expand)]
+    return y.reshape(n, m, *out)
 
 
 @kernel("Conv")
 def conv(op, x, w, b=None):
     strides, dilations, pads = op.geometry(x.shape, w.shape)
-    one_d = x.ndim == 3
-    x2, w2 = _as_2d(_pad_spatial(x, pads), w)
-    if one_d:
-        strides, dilations = (1, *strides), (1, *dilations)
-    y = conv2d(x2, w2, tuple(strides), tuple(dilations), op.group)
+    y = conv_nd(_pad_spatial(x, pads), w, tuple(strides), tuple(dilations), op.group)
     if b is not None:
-        y += b.reshape(1, -1, 1, 1).astype(y.dtype, copy=False)
-    return y[:, :, 0, :] if one_d else y
+        y += b.reshape((1, -1) + (1,) * (y.ndim - 2)).astype(y.dtype, copy=False)
+    return y
 
 
 @kernel("ConvTranspose")
 def conv_transpose(op, x, w, b=None):
     strides, dilations, pads, out_pad = op.geometry(x.shape, w.shape)
-    one_d = x.ndim == 3
-    x2, w2 = _as_2d(x, w)
-    if one_d:
-        strides, dilations, out_pad = (1, *strides), (1, *dilations), (0, *out_pad)
-        pads = (0, pads[0], 0, pads[1])
-    n, c, h, wd = x2.shape
-    _, mg, kh, kw = w2.shape
-    g = op.group
-    # Each input pixel scatters its weighted kernel: cols[n, g, mg, kh, kw, h, w].
-    wt = w2.reshape(g, c // g, mg * kh * kw).transpose(0, 2, 1)
-    cols = np.matmul(wt, x2.reshape(n, g, c // g, h * wd)).reshape(n, g * mg, kh, kw, h, wd)
-    full_h = strides[0] * (h - 1) + (kh - 1) * dilations[0] + 1 + out_pad[0]
-    full_w = strides[1] * (wd - 1) + (kw - 1) * dilations[1] + 1 + out_pad[1]
-    out = np.zeros((n, g * mg, full_h, full_w), dtype=cols.dtype)
-    sh, sw = strides
-    for i in range(kh):
-        for j in range(kw):
-            r, q = i * dilations[0], j * dilations[1]
-            out[:, :, r : r + sh * (h - 1) + 1 : sh, q : q + sw * (wd - 1) + 1 : sw] += cols[:, :, i, j]
-    out = out[:, :, pads[0] : full_h - pads[2], pads[1] : full_w - pads[3]]
+    n, c, *size = x.shape
+    _, mg, *k = w.shape
+    g, nd = op.group, len(size)
+    # Each input pixel scatters its weighted kernel: cols[n, g * mg, *k, *size].
+    wt = w.reshape(g, c // g, -1).transpose(0, 2, 1)
+    cols = np.matmul(wt, x.reshape(n, g, c // g, -1)).reshape(n, g * mg, *k, *size)
+    full = [st * (i - 1) + (kk - 1) * d + 1 + extra
+            for st, i, kk, d, extra in zip(strides, size, k, dilations, out_pad)]
+    # Negative pads (an output_shape larger than the full result) extend it with zeros.
+    lead = [max(-pads[i], 0) for i in range(nd)]
+    trail = [max(-pads[nd + i], 0) for i in range(nd)]
+    buf = np.zeros((n, g * mg, *(f + a + b_ for f, a, b_ in zip(full, lead, trail))), dtype=cols.dtype)
+    body = buf[(slice(None), slice(None), *(slice(a, a + f) for a, f in zip(lead, full)))]
+    for tap in np.ndindex(*k):
+        body[_tap_slices(tap, strides, dilations, size)] += cols[(slice(None), slice(None), *tap)]
+    crop = tuple(slice(max(pads[i], 0), lead[i] + full[i] - pads[nd + i]) for i in range(nd))
+    out = buf[(slice(None), slice(None), *crop)]
     if b is not None:
-        out = out + b.reshape(1, -1, 1, 1).astype(out.dtype, copy=False)
-    return np.ascontiguousarray(out[:, :, 0, :] if one_d else out)
+        out = out + b.reshape((1, -1) + (1,) * nd).astype(out.dtype, copy=False)
+    return np.ascontiguousarray(out)
 
 
 @kernel("Dense")

@@ -35,10 +35,15 @@ def _padded(x: np.ndarray, pads, k, strides, dilations, out, fill: float) -> np.
     return np.pad(x, widths, constant_values=fill)
 
 
+def _lowest(dtype: np.dtype):
+    """The pad value that never wins a max: -inf for floats, the minimum for integers."""
+    return np.iinfo(dtype).min if np.issubdtype(dtype, np.integer) else -np.inf
+
+
 @kernel("MaxPool")
 def max_pool(op, x):
     k, strides, dilations, pads, out = op.geometry(x.shape)
-    xp = _padded(x, pads, k, strides, dilations, out, -np.inf)
+    xp = _padded(x, pads, k, strides, dilations, out, _lowest(x.dtype))
     views = _tap_views(xp, k, strides, dilations, out)
     y = np.array(next(views))
     for v in views:

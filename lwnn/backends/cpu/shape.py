@@ -46,48 +46,60 @@ def pad(op, x, pads, value=None, axes=None):
     return np.pad(x, widths, mode={"reflect": "reflect", "edge": "edge", "wrap": "wrap"}[op.mode])
 
 
-def _source_coords(op, out_size: int, in_size: int, scale: float) -> np.ndarray:
-    """Input coordinate of every output index along one axis (ONNX coordinate modes)."""
+def _source_coords(op, out_size: int, in_size: int, scale: float, length: float) -> np.ndarray:
+    """Input coordinate of every output index along one axis (ONNX coordinate modes, as the
+    ONNX reference evaluates them: ``length`` is the unfloored resized length)."""
     o = np.arange(out_size, dtype=np.float64)
     mode = op.coordinate_transformation_mode
     if mode == "asymmetric":
         return o / scale
     if mode == "align_corners":
-        return o * (in_size - 1) / (out_size - 1) if out_size > 1 else np.zeros_like(o)
+        return o * (in_size - 1) / (length - 1) if length != 1 else np.zeros_like(o)
     if mode == "pytorch_half_pixel":
-        return (o + 0.5) / scale - 0.5 if out_size > 1 else np.zeros_like(o)
-    if mode == "tf_half_pixel_for_nearest":
+        return (o + 0.5) / scale - 0.5 if length != 1 else np.full_like(o, -0.5)
+    if mode == "tf_half_pixel_for_nn":
         return (o + 0.5) / scale
     if mode == "half_pixel":
         return (o + 0.5) / scale - 0.5
+    if mode == "half_pixel_symmetric":
+        offset = in_size / 2 * (1 - out_size / length)
+        return offset + (o + 0.5) / scale - 0.5
     raise UnsupportedOpError(
-        f"Resize coordinate_transformation_mode {mode!r} is not supported. Supported: asymmetric, "
-        "align_corners, half_pixel, pytorch_half_pixel, tf_half_pixel_for_nearest."
+        f"Resize coordinate_transformation_mode {mode!r} is not supported. "
+        f"Supported: {', '.join(op.COORDINATE_MODES)}."
     )
 
 
-def _nearest(op, coords: np.ndarray) -> np.ndarray:
+def _nearest(op, coords: np.ndarray, scale: float) -> np.ndarray:
     mode = op.nearest_mode
+    if mode == "simple":
+        mode = "ceil" if scale < 1 else "floor"
     if mode == "floor":
         return np.floor(coords)
     if mode == "ceil":
         return np.ceil(coords)
     if mode == "round_prefer_ceil":
         return np.floor(coords + 0.5)
-    return np.ceil(coords - 0.5)  # round_prefer_floor
+    if mode == "round_prefer_floor":
+        return np.ceil(coords - 0.5)
+    raise UnsupportedOpError(
+        f"Resize nearest_mode {mode!r} is not supported. Supported: {', '.join(op.NEAREST_MODES)}."
+    )
 
 
 @kernel("Resize")
 def resize(op, x, roi=None, scales=None, sizes=None):
-    scale_list, out_sizes = op.scales_and_sizes(x.shape, [x, roi, scales, sizes])
+    values = [x, roi, scales, sizes]
+    scale_list, out_sizes = op.scales_and_sizes(x.shape, values)
+    lengths = op.lengths(x.shape, values)
     y = x
     # Separable: resample one axis at a time, skipping unchanged axes.
-    for axis, (n_in, n_out, s) in enumerate(zip(x.shape, out_sizes, scale_list)):
+    for axis, (n_in, n_out, s, length) in enumerate(zip(x.shape, out_sizes, scale_list, lengths)):
         if n_in == n_out and s == 1.0:
             continue
-        coords = _source_coords(op, n_out, n_in, s)
+        coords = _source_coords(op, n_out, n_in, s, length)
         if op.mode == "nearest":
-            idx = np.clip(_nearest(op, coords), 0, n_in - 1).astype(np.int64)
+            idx = np.clip(_nearest(op, coords, s), 0, n_in - 1).astype(np.int64)
             y = np.take(y, idx, axis=axis)
             continue
         coords = np.clip(coords, 0, n_in - 1)
