@@ -37,6 +37,8 @@ def conv_nd(x: np.ndarray, w: np.ndarray, strides, dilations, group: int) -> np.
         return _depthwise(x, w, out, strides, dilations, group)
     if all(kk == 1 for kk in k) and all(s == 1 for s in strides) and group == 1:
         return np.matmul(w.reshape(m, c), x.reshape(n, c, -1)).reshape(n, m, *out)
+    if len(k) == 2 and strides == (1, 1) and group == 1:
+        return _shifted_gemm(x, w, out, dilations)
     x = np.ascontiguousarray(x)
     # Read-only view [N, C, *K, *OUT] of the input window of every output pixel.
     spatial = x.strides[2:]
@@ -52,17 +54,85 @@ def conv_nd(x: np.ndarray, w: np.ndarray, strides, dilations, group: int) -> np.
     return np.matmul(wg, cols).reshape(n, m, *out)
 
 
+def _shifted_gemm(x, w, out, dilations):
+    """Stride-1 2-D convolution as one GEMM per kernel tap, without an im2col copy.
+
+    With the padded input flattened to [N, C, H*W], tap (i, j) reads the contiguous run that
+    starts at i*dh*W + j*dw, so BLAS multiplies a strided view directly; each output row comes
+    out W wide, and the columns past the true output width are cropped at the end.
+    """
+    n, c, h, wd = x.shape
+    m, _, kh, kw = w.shape
+    oh, ow = out
+    # One extra zero row keeps the last tap's run inside the buffer.
+    flat = np.zeros((n, c, (h + 1) * wd), dtype=x.dtype)
+    flat[:, :, : h * wd] = x.reshape(n, c, h * wd)
+    length = oh * wd
+    y = np.empty((n, m, length), dtype=np.result_type(x, w))
+    partial = np.empty_like(y)
+    wt = np.ascontiguousarray(w.transpose(2, 3, 0, 1))  # [kh, kw, M, C]
+    for t, (i, j) in enumerate(np.ndindex(kh, kw)):
+        start = i * dilations[0] * wd + j * dilations[1]
+        np.matmul(wt[i, j], flat[:, :, start : start + length], out=y if t == 0 else partial)
+        if t:
+            y += partial
+    return np.ascontiguousarray(y.reshape(n, m, oh, wd)[:, :, :, :ow])
+
+
+def _flat_pitch(x_shape, strides) -> int | None:
+    """Row pitch of the flat-tap layout, or None when the strides do not allow it."""
+    sh, sw = strides
+    return sh * x_shape[3] // sw if (sh * x_shape[3]) % sw == 0 else None
+
+
+def _flat_taps(x: np.ndarray, k, out, strides, dilations):
+    """For a 2-D window op: yield (tap, view [N, C, OH*pitch]) where view is one strided run of
+    the flattened input, so NumPy loops over long rows instead of OW-wide ones. Output (oh, ow)
+    sits at oh*pitch + ow (pitch = sh*W/sw); columns >= OW are junk to crop."""
+    n, c, h, wd = x.shape
+    sw = strides[1]
+    length = out[0] * _flat_pitch(x.shape, strides)
+    last = (k[0] - 1) * dilations[0] * wd + (k[1] - 1) * dilations[1] + sw * (length - 1) + 1
+    flat = np.zeros((n, c, max(last, h * wd)), dtype=x.dtype)
+    flat[:, :, : h * wd] = x.reshape(n, c, h * wd)
+    for i, j in np.ndindex(*k):
+        start = i * dilations[0] * wd + j * dilations[1]
+        yield (i, j), flat[:, :, start : start + sw * (length - 1) + 1 : sw]
+
+
 def _depthwise(x, w, out, strides, dilations, group):
+    if x.ndim == 4 and _flat_pitch(x.shape, strides):
+        return _depthwise_flat(x, w, out, strides, dilations, group)
     n, c = x.shape[:2]
     m, _, *k = w.shape
     mult = m // group
     wt = w.reshape(c, mult, *k)
-    y = np.zeros((n, c, mult, *out), dtype=np.result_type(x, w))
+    dtype = np.result_type(x, w)
+    y = np.empty((n, c, mult, *out), dtype=dtype)
+    partial = np.empty_like(y)
     expand = (None,) * len(out)
-    for tap in np.ndindex(*k):
-        view = x[_tap_slices(tap, strides, dilations, out)]
-        y += view[:, :, None] * wt[(None, slice(None), slice(None), *tap, *expand)]
+    # Multiply into one reused buffer, then accumulate: no temporary array per tap.
+    for t, tap in enumerate(np.ndindex(*k)):
+        view = x[_tap_slices(tap, strides, dilations, out)][:, :, None]
+        np.multiply(view, wt[(None, slice(None), slice(None), *tap, *expand)], out=y if t == 0 else partial)
+        if t:
+            y += partial
     return y.reshape(n, m, *out)
+
+
+def _depthwise_flat(x, w, out, strides, dilations, group):
+    n, c = x.shape[:2]
+    m, _, kh, kw = w.shape
+    mult = m // group
+    pitch = _flat_pitch(x.shape, strides)
+    wt = w.reshape(c, mult, kh, kw).astype(np.result_type(x, w))
+    y = np.empty((n, c, mult, out[0] * pitch), dtype=wt.dtype)
+    partial = np.empty_like(y)
+    for t, ((i, j), view) in enumerate(_flat_taps(x, (kh, kw), out, strides, dilations)):
+        np.multiply(view[:, :, None], wt[None, :, :, i, j, None], out=y if t == 0 else partial)
+        if t:
+            y += partial
+    return np.ascontiguousarray(y.reshape(n, m, out[0], pitch)[:, :, :, : out[1]])
 
 
 @kernel("Conv")
