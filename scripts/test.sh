@@ -15,6 +15,10 @@ PY="$VENV/bin/python"
 # (--dist loadfile below keeps each notebook's cells on one worker, as nbval needs.)
 NBVAL_ARGS=()
 
+# Two pytest workers on two cores: one BLAS thread each, or they oversubscribe the cores and
+# large GEMMs slow down many times over. Benchmarks set their own thread counts.
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+
 "$PY" -m pytest -n 2 --dist loadfile tests "${NBVAL_ARGS[@]}"
 pytest_rc=$?
 if ((pytest_rc == 5)); then
