@@ -162,13 +162,10 @@ def execute(plan: Plan, feeds: dict[str, np.ndarray], runtime, record: bool):
                 if name and plan.last_use.get(name) == i and name not in plan.constants:
                     del env[name]
     if record:
-        keep = {n: v for n, v in env.items() if n not in plan.constants or n in _folded_outputs(plan)}
+        folded = {name for layer in plan.folded for name in layer.outputs}
+        keep = {n: v for n, v in env.items() if n not in plan.constants or n in folded}
         return Recording(keep, executed_by, plan.outputs, seconds)
     return {name: env[name] for name in plan.outputs}
-
-
-def _folded_outputs(plan: Plan) -> set[str]:
-    return {name for layer in plan.folded for name in layer.outputs}
 
 
 def check_shape(name: str, declared: tuple | None, received: tuple) -> None:

@@ -28,6 +28,10 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_terminal_summary(terminalreporter):
+    from lwnn import coverage
+
+    terminalreporter.section("lwnn coverage (seed layers x runtimes)")
+    terminalreporter.write_line(coverage.to_markdown(coverage.seed_table()))
     if not _results:
         return
     from helpers import conformance_cases
