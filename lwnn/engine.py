@@ -23,21 +23,30 @@ FOLDED = "folded"  # executed_by value of layers computed while planning
 
 @dataclass
 class Plan:
-    """A graph specialised to fixed input shapes: what remains to execute, and every shape."""
+    """A graph specialised to fixed input shapes: what remains to execute, and every shape.
+
+    ``steps`` are the layers as imported (recorded runs); ``fast_steps`` the same computation
+    with BatchNorms folded into convolutions (runs that return only the outputs).
+    """
 
     shapes: dict[str, tuple]
     constants: dict[str, np.ndarray]
     steps: list[Layer]
     folded: list[Layer]
     outputs: list[str]
-    last_use: dict[str, int] = field(default_factory=dict)
+    fast_steps: list[Layer] = field(default_factory=list)
+    last_use: dict[str, int] = field(default_factory=dict)  # index in fast_steps
 
     def __post_init__(self):
-        for i, layer in enumerate(self.steps):
+        from lwnn.fusion import fold_batch_norms
+
+        self.fast_steps, extra = fold_batch_norms(self.steps, self.constants, self.outputs)
+        self.constants.update(extra)
+        for i, layer in enumerate(self.fast_steps):
             for name in layer.inputs:
                 self.last_use[name] = i
         for name in self.outputs:
-            self.last_use[name] = len(self.steps)
+            self.last_use[name] = len(self.fast_steps)
 
 
 def run_cpu_kernel(layer: Layer, args: list) -> list[np.ndarray]:
@@ -141,7 +150,7 @@ def execute(plan: Plan, feeds: dict[str, np.ndarray], runtime, record: bool):
     env.update(feeds)
     executed_by = {layer.name: FOLDED for layer in plan.folded}
     seconds: dict[str, float] = {}
-    for i, layer in enumerate(plan.steps):
+    for i, layer in enumerate(plan.steps if record else plan.fast_steps):
         args = [env[n] if n else None for n in layer.inputs]
         start = time.perf_counter()
         try:

@@ -60,6 +60,22 @@ def test_rapidocr_every_recorded_tensor_matches_onnxruntime(kind):
     assert {v for v in rec.executed_by.values()} <= {"cpu/float", "folded"}
 
 
+@pytest.mark.parametrize("kind", ["det", "cls", "rec"])
+def test_rapidocr_fast_path_outputs_match_onnxruntime(kind):
+    """Runs without recording fold BatchNorm into convolutions; outputs stay within 1e-4."""
+    path = zoo.rapidocr_model(kind)
+    feeds = zoo.rapidocr_input(kind)
+    model = lwnn.load(path)
+    plan = model.plan({"x": feeds["x"].shape})
+    if kind == "cls":
+        assert len(plan.fast_steps) < len(plan.steps)  # the classifier has Conv -> BatchNorm pairs
+    got = model.run(feeds)
+    ref = dict(zip(model.outputs, ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        list(model.outputs), feeds)))
+    for name in model.outputs:
+        assert relative_error(got[name], ref[name]) <= REL_TOL, name
+
+
 def test_rapidocr_detector_finds_text_like_onnxruntime():
     """The detector's probability map thresholded like rapidocr (0.3) agrees with onnxruntime."""
     path = zoo.rapidocr_model("det")
