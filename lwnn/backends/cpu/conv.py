@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from lwnn.backends.cpu.padding import pad_constant
 from lwnn.backends.cpu.registry import kernel
 
 
@@ -18,7 +19,7 @@ def _pad_spatial(x: np.ndarray, pads: tuple[int, ...]) -> np.ndarray:
     n = x.ndim - 2
     if not any(pads):
         return x
-    return np.pad(x, [(0, 0), (0, 0)] + [(pads[i], pads[n + i]) for i in range(n)])
+    return pad_constant(x, [(0, 0), (0, 0)] + [(pads[i], pads[n + i]) for i in range(n)])
 
 
 def _tap_slices(tap, strides, dilations, sizes) -> tuple[slice, ...]:

@@ -6,8 +6,11 @@ work is vectorised over every output pixel and channel.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
+from lwnn.backends.cpu.padding import pad_constant
 from lwnn.backends.cpu.registry import kernel
 
 
@@ -32,7 +35,7 @@ def _padded(x: np.ndarray, pads, k, strides, dilations, out, fill: float) -> np.
         widths.append((pads[d], end))
     if all(w == (0, 0) for w in widths):
         return x
-    return np.pad(x, widths, constant_values=fill)
+    return pad_constant(x, widths, fill)
 
 
 def _lowest(dtype: np.dtype):
@@ -58,15 +61,23 @@ def average_pool(op, x):
     y = np.zeros(x.shape[:2] + tuple(out), dtype=x.dtype)
     for v in _tap_views(xp, k, strides, dilations, out):
         y += v
-    # Divisor per output pixel: taps inside the input (plus the explicit pads when counted).
-    n = x.ndim - 2
-    ones = np.ones((1, 1) + x.shape[2:], dtype=x.dtype)
+    return y / _divisors(op, x.shape[2:], np.dtype(x.dtype).name)
+
+
+@functools.lru_cache(maxsize=256)
+def _divisors(op, spatial: tuple, dtype: str) -> np.ndarray:
+    """Divisor per output pixel: taps inside the input (plus the explicit pads when counted).
+    Depends only on the op and the input size, so it is computed once per shape."""
+    k, strides, dilations, pads, out = op.geometry((1, 1, *spatial))
+    n = len(spatial)
+    ones = np.ones((1, 1, *spatial), dtype=dtype)
     if op.count_include_pad:
-        ones = np.pad(ones, [(0, 0), (0, 0)] + [(pads[d], pads[n + d]) for d in range(n)], constant_values=1)
+        ones = pad_constant(ones, [(0, 0), (0, 0)] + [(pads[d], pads[n + d]) for d in range(n)], 1)
         pads = (0,) * (2 * n)
     onesp = _padded(ones, pads, k, strides, dilations, out, 0.0)
     count = sum(_tap_views(onesp, k, strides, dilations, out))
-    return y / count
+    count.flags.writeable = False  # shared between calls through the cache
+    return count
 
 
 @kernel("GlobalAveragePool")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lwnn.backends.cpu.padding import pad_constant
 from lwnn.backends.cpu.registry import kernel
 from lwnn.errors import UnsupportedOpError
 
@@ -42,7 +43,7 @@ def pad(op, x, pads, value=None, axes=None):
     widths = [(max(b, 0), max(e, 0)) for b, e in widths]
     if op.mode == "constant":
         fill = 0 if value is None or not np.size(value) else np.asarray(value).reshape(-1)[0]
-        return np.pad(x, widths, constant_values=fill)
+        return pad_constant(x, widths, fill)
     return np.pad(x, widths, mode={"reflect": "reflect", "edge": "edge", "wrap": "wrap"}[op.mode])
 
 
