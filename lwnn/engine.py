@@ -26,7 +26,8 @@ class Plan:
     """A graph specialised to fixed input shapes: what remains to execute, and every shape.
 
     ``steps`` are the layers as imported (recorded runs); ``fast_steps`` the same computation
-    with BatchNorms folded into convolutions (runs that return only the outputs).
+    with BatchNorms and per-channel constants folded into convolutions (runs that return
+    only the outputs).
     """
 
     shapes: dict[str, tuple]
@@ -38,9 +39,9 @@ class Plan:
     last_use: dict[str, int] = field(default_factory=dict)  # index in fast_steps
 
     def __post_init__(self):
-        from lwnn.fusion import fold_batch_norms
+        from lwnn.fusion import fold_into_convolutions
 
-        self.fast_steps, extra = fold_batch_norms(self.steps, self.constants, self.outputs)
+        self.fast_steps, extra = fold_into_convolutions(self.steps, self.constants, self.outputs)
         self.constants.update(extra)
         for i, layer in enumerate(self.fast_steps):
             for name in layer.inputs:

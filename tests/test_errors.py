@@ -135,3 +135,12 @@ def test_every_error_is_an_lwnn_error():
     for cls in (lwnn.ModelFormatError, lwnn.UnsupportedOpError, lwnn.ShapeError, lwnn.FeedError,
                 lwnn.CalibrationError, lwnn.BackendUnavailable, lwnn.KernelError):
         assert issubclass(cls, lwnn.LwnnError)
+
+
+def test_checker_complaint_is_a_warning_not_an_error():
+    """onnx.checker wants shapes on graph outputs; runtimes (and lwnn) do not."""
+    model = small_model()
+    model.graph.output[0].type.tensor_type.ClearField("shape")
+    with pytest.warns(UserWarning, match="onnx.checker reports"):
+        m = lwnn.load(model)
+    assert m.run({"x": -np.ones((1, 3, 4, 4), np.float32)})["y"].max() == 0

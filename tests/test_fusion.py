@@ -49,3 +49,49 @@ def test_conv_with_another_consumer_is_not_folded():
     model = lwnn.load(conv_bn_model(extra_consumer=True))
     plan = model.plan({"x": (2, 3, 8, 8)})
     assert [layer.op_type for layer in plan.fast_steps] == ["Conv", "BatchNorm", "Relu"]
+
+
+def conv_then(ops: list[tuple[str, np.ndarray, bool]]) -> onnx.ModelProto:
+    """Conv (no bias) followed by binary ops with constants; (op, constant, constant_first)."""
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["t0"], name="conv", pads=[1, 1, 1, 1])]
+    for i, (op, const, first) in enumerate(ops):
+        inits.append(numpy_helper.from_array(const.astype(np.float32), f"c{i}"))
+        inputs = [f"c{i}", f"t{i}"] if first else [f"t{i}", f"c{i}"]
+        nodes.append(helper.make_node(op, inputs, [f"t{i + 1}"], name=f"{op.lower()}{i}"))
+    out = f"t{len(ops)}"
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 8, 8])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, [2, 4, 8, 8])], inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _check_fast_equals_recorded(model_proto, expected_fast_ops):
+    model = lwnn.load(model_proto)
+    x = {"x": np.random.default_rng(3).standard_normal((2, 3, 8, 8)).astype(np.float32)}
+    plan = model.plan({"x": (2, 3, 8, 8)})
+    assert [layer.op_type for layer in plan.fast_steps] == expected_fast_ops
+    (name,) = model.outputs
+    fast, rec = model.run(x)[name], model.run(x, record=True)
+    assert all(out in rec for layer in model.layers for out in layer.outputs)
+    np.testing.assert_allclose(fast, rec[name], rtol=1e-5, atol=1e-5 * np.abs(rec[name]).max())
+
+
+def test_per_channel_add_mul_div_sub_fold_into_the_conv():
+    per_channel = np.array([0.5, -1.0, 2.0, 3.0]).reshape(1, 4, 1, 1)
+    ops = [("Add", per_channel, False), ("Mul", per_channel[0], True), ("Div", np.array(4.0), False),
+           ("Sub", per_channel.reshape(4, 1, 1), False)]
+    _check_fast_equals_recorded(conv_then(ops), ["Conv"])
+
+
+def test_non_affine_forms_stay_separate():
+    per_channel = np.array([0.5, -1.0, 2.0, 3.0]).reshape(1, 4, 1, 1)
+    per_pixel = np.arange(64, dtype=np.float32).reshape(1, 1, 8, 8)
+    # c - x and c / x are not x * scale + shift; a per-pixel constant is not per channel.
+    _check_fast_equals_recorded(conv_then([("Sub", per_channel, True)]), ["Conv", "Sub"])
+    _check_fast_equals_recorded(conv_then([("Div", per_channel, True)]), ["Conv", "Div"])
+    _check_fast_equals_recorded(conv_then([("Add", per_pixel, False)]), ["Conv", "Add"])
+    _check_fast_equals_recorded(conv_then([("Mul", per_channel, False), ("Add", per_pixel, False)]),
+                                ["Conv", "Add"])

@@ -8,6 +8,7 @@ run fixes the input shapes). Tensor names are kept exactly as in the ONNX file.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +55,10 @@ def _check_structure(model, where: str) -> None:
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as err:
+        # The checker is stricter than runtimes (e.g. it wants shapes on graph outputs, which
+        # exporters often omit); structural damage is caught above and by the parser.
         first = str(err).strip().splitlines()[0] if str(err).strip() else "validation failed"
-        raise ModelFormatError(f"{where} is not a valid ONNX model: {first}") from None
+        warnings.warn(f"{where}: onnx.checker reports: {first} Importing anyway.", stacklevel=3)
 
 
 def _np_dtype(elem_type: int) -> np.dtype:
