@@ -1,0 +1,2 @@
+"""Quantization: calibration (observers, range choice), quantization parameters, and the
+fixed-point arithmetic that integer runtimes share (DESIGN.md section 5)."""
