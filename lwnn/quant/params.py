@@ -376,7 +376,13 @@ def qformat_from_absmax(absmax: float, bits: int = 8, *, name: str | None = None
             f"Absolute maximum must be finite and >= 0. Received {absmax!r}."))
     if a == 0:
         return QFormat(bits - 1, bits)
-    # ceil(log2(a)) from the exact exponent: math.log2 can round 2**k * (1 + eps) down to k.
-    mantissa, exponent = math.frexp(a)  # a = mantissa * 2**exponent, mantissa in [0.5, 1)
-    int_bits = exponent - 1 if mantissa == 0.5 else exponent
-    return QFormat((bits - 1) - int_bits, bits)
+    return QFormat(frac_bits_for(a, bits), bits)
+
+
+def frac_bits_for(absmax: float, bits: int) -> int:
+    """LWNN's Q for a range of ``absmax``: ``(bits-1) - ceil(log2(absmax))``, exact at powers of 2."""
+    if not absmax > 0 or not math.isfinite(absmax):
+        raise CalibrationError(f"Expected a finite range > 0 for a Q format. Received {absmax!r}.")
+    # ceil(log2) from the exact exponent: math.log2 can round 2**k * (1 + eps) down to k.
+    mantissa, exponent = math.frexp(absmax)  # absmax = mantissa * 2**exponent, mantissa in [0.5, 1)
+    return (bits - 1) - (exponent - 1 if mantissa == 0.5 else exponent)
