@@ -20,11 +20,13 @@ from lwnn.errors import (
 from lwnn.graph import Graph, Layer, TensorSpec
 from lwnn.loader import load
 from lwnn.model import Model
+from lwnn.quant.qmodel import QuantizedModel
+from lwnn.quant.quantize import quantize
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailable", "CalibrationError", "FeedError", "Graph", "KernelError", "Layer",
-    "LwnnError", "Model", "ModelFormatError", "Recording", "ShapeError", "TensorSpec",
-    "UnsupportedOpError", "load",
+    "LwnnError", "Model", "ModelFormatError", "QuantizedModel", "Recording", "ShapeError",
+    "TensorSpec", "UnsupportedOpError", "load", "quantize",
 ]

@@ -1,0 +1,59 @@
+"""The integer kernel table: scheme family ("s8" or "qformat") -> op type -> kernel."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lwnn.graph import Layer
+
+FAMILIES = {"s8": "s8", "q8": "qformat", "q16": "qformat"}
+INT_KERNELS: dict[str, dict[str, Callable]] = {"s8": {}, "qformat": {}}
+
+
+@dataclass
+class IntCall:
+    """One integer layer execution: raw inputs with their parameters, and the output parameters.
+
+    ``inputs[i]`` is a raw integer tensor for quantized inputs, the plain constant for inputs the
+    op needs as is (shapes, axes, BatchNorm statistics). Kernels add the number of int32
+    accumulator overflows they detect to ``overflow``.
+    """
+
+    layer: Layer
+    inputs: list
+    params: list
+    out: list
+    bits: int
+    overflow: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def op(self):
+        return self.layer.op
+
+
+def int_kernel(family: str, *op_types: str):
+    """Register the decorated function as the ``family`` kernel of ``op_types``."""
+
+    def register(fn: Callable) -> Callable:
+        for t in op_types:
+            INT_KERNELS[family][t] = fn
+        return fn
+
+    return register
+
+
+def kernel_for(scheme: str, layer: Layer) -> Callable | None:
+    """The integer kernel that runs ``layer`` under ``scheme``, or None (the layer falls back)."""
+    fn = INT_KERNELS[FAMILIES[scheme]].get(layer.op_type)
+    supports = getattr(fn, "supports", None)
+    if fn is not None and supports is not None and not supports(layer):
+        return None
+    return fn
+
+
+def as_i64(x) -> np.ndarray:
+    return np.asarray(x).astype(np.int64)

@@ -1,0 +1,148 @@
+"""``lwnn.quantize``: calibrate a float model and assign every tensor its integer parameters."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lwnn.errors import CalibrationError
+from lwnn.graph import Layer
+from lwnn.quant import rules
+from lwnn.quant.observers import TensorObserver, observe
+from lwnn.quant.params import AffineParams, QFormat, affine_from_range, bias_params, symmetric_from_absmax
+from lwnn.quant.ranges import METHODS, choose_frac_bits, choose_range
+
+SCHEMES = ("s8", "q8", "q16")
+LAYER_MODES = ("float", *SCHEMES)
+
+
+def quantize(
+    model,
+    calib_feeds,
+    scheme: str = "s8",
+    method: str = "minmax",
+    *,
+    per_channel: bool = True,
+    layers: dict[str, str] | None = None,
+    q16_headroom: str = "full",
+    batch_size: int | None = None,
+    progress: bool = True,
+    **method_options,
+):
+    """Calibrate ``model`` on ``calib_feeds`` and return a ``QuantizedModel``.
+
+    ``scheme``: ``s8`` (TFLite int8), ``q8`` or ``q16`` (power-of-two Q formats).
+    ``method``: ``minmax``, ``percentile``, ``kl`` or ``mse`` (options such as ``percentile=``,
+    ``kl_bins=`` are passed to ``lwnn.quant.ranges``). ``per_channel``: s8 weights per output
+    channel. ``layers``: {layer name: "float"} keeps those layers in float (mixed precision).
+    ``q16_headroom``: ``full`` (``Q = 15 - int_bits``) or ``lwnn`` (LWNN's ``Q = 8 - int_bits``,
+    7 bits of headroom against int32 overflow). ``calib_feeds``: a dict of arrays (first axis =
+    samples) or an iterable of feed dicts.
+    """
+    if scheme not in SCHEMES:
+        raise CalibrationError(f"Unknown scheme {scheme!r}. Expected one of {SCHEMES}.")
+    if method not in METHODS:
+        raise CalibrationError(f"Unknown calibration method {method!r}. Expected one of {METHODS}.")
+    if q16_headroom not in ("full", "lwnn"):
+        raise CalibrationError(f"q16_headroom must be 'full' or 'lwnn'. Received {q16_headroom!r}.")
+    layer_modes = _check_layer_modes(model, layers or {}, scheme)
+    observers = observe(model, calib_feeds, progress=progress, batch_size=batch_size)
+    assigner = _ParamAssigner(model, scheme, method, per_channel, q16_headroom, observers, method_options)
+    params = assigner.assign(layer_modes)
+    from lwnn.quant.qmodel import QuantizedModel
+
+    config = dict(scheme=scheme, method=method, per_channel=per_channel, q16_headroom=q16_headroom,
+                  layers=dict(layers or {}), method_options=method_options)
+    return QuantizedModel(model, scheme, params, layer_modes, config, observers)
+
+
+def _check_layer_modes(model, layers: dict[str, str], scheme: str) -> dict[str, str]:
+    names = {layer.name for layer in model.layers}
+    for name, mode in layers.items():
+        if name not in names:
+            model.graph.layer(name)  # raises with the list of layer names
+        if mode not in ("float", scheme):
+            raise CalibrationError(
+                f"Layer {name!r}: mode {mode!r} is not supported yet. Expected 'float' or {scheme!r} "
+                "(mixing two integer schemes in one model is not implemented)."
+            )
+    return {layer.name: layers.get(layer.name, scheme) for layer in model.layers}
+
+
+class _ParamAssigner:
+    """Walks the layers in order and gives each quantized tensor its parameters."""
+
+    def __init__(self, model, scheme, method, per_channel, q16_headroom, observers, options):
+        self.model, self.scheme, self.method = model, scheme, method
+        self.per_channel, self.q16_headroom = per_channel, q16_headroom
+        self.observers, self.options = observers, options
+        self.constants = model.graph.constants
+        self.bits = 16 if scheme == "q16" else 8
+        self.params: dict[str, AffineParams | QFormat] = {}
+
+    def assign(self, layer_modes: dict[str, str]) -> dict:
+        for layer in self.model.layers:
+            if not self._is_float_layer(layer):
+                continue  # integer shape computations are folded, never quantized
+            roles = rules.input_roles(layer, self.constants)
+            for name, role in zip(layer.inputs, roles):
+                if not name or name in self.params or role == "raw":
+                    continue
+                if role == "weight":
+                    self.params[name] = self._weight(layer, name)
+                elif role == "act":
+                    self.params[name] = self._activation(name)
+            if "bias" in roles:
+                b = layer.inputs[roles.index("bias")]
+                if b:
+                    self.params[b] = self._bias(layer, b)
+            for out in layer.outputs:
+                self.params[out] = self._output(layer, out)
+        return self.params
+
+    def _is_float_layer(self, layer: Layer) -> bool:
+        return all(o in self.observers for o in layer.outputs)
+
+    def _observer(self, name: str) -> TensorObserver:
+        if name in self.observers:
+            return self.observers[name]
+        if name in self.constants:
+            return TensorObserver.of(np.asarray(self.constants[name], np.float32), name)
+        raise CalibrationError(f"Tensor {name!r} was not observed during calibration.")
+
+    def _activation(self, name: str):
+        obs = self._observer(name)
+        if self.scheme == "s8":
+            choice = choose_range(obs, self.method, bits=8, **self.options)
+            return affine_from_range(choice.lo, choice.hi, 8, name=name)
+        bits = 9 if self.scheme == "q16" and self.q16_headroom == "lwnn" else self.bits
+        q = choose_frac_bits(obs, self.method, bits, **self.options)
+        return QFormat(q, self.bits)
+
+    def _output(self, layer: Layer, name: str):
+        fixed = rules.fixed_output(layer, self.scheme)
+        if fixed is not None:
+            return fixed
+        if rules.same_as_input(layer) and layer.inputs[0] in self.params:
+            return self.params[layer.inputs[0]]
+        return self._activation(name)
+
+    def _weight(self, layer: Layer, name: str):
+        w = np.asarray(self.constants[name], np.float64)
+        if self.scheme == "s8":
+            axis = rules.weight_channel_axis(layer) % w.ndim
+            grouped_deconv = layer.op_type == "ConvTranspose" and layer.op.group > 1
+            if self.per_channel and not grouped_deconv:  # axis 1 of a grouped deconv is per group
+                reduce = tuple(d for d in range(w.ndim) if d != axis)
+                return symmetric_from_absmax(np.abs(w).max(axis=reduce), 8, axis, name=name)
+            return symmetric_from_absmax(float(np.abs(w).max()), 8, name=name)
+        from lwnn.quant.params import qformat_from_absmax
+
+        return qformat_from_absmax(float(np.abs(w).max()), self.bits, name=name)
+
+    def _bias(self, layer: Layer, name: str):
+        x, w = self.params[layer.inputs[0]], self.params[layer.inputs[1]]
+        if self.scheme == "s8":
+            return bias_params(x, w)
+        from lwnn.quant.params import qformat_from_absmax
+
+        return qformat_from_absmax(float(np.abs(self.constants[name]).max()), self.bits, name=name)
