@@ -57,7 +57,7 @@ def _support(op, column: str) -> str:
     runtime = runtime_for_column(column)
     if runtime is None:
         return "N"
-    layer = Layer("coverage", op, (), ())
+    layer = Layer("coverage", op, ("a", "b"), ("y",))  # binary arity: Add and Mul kernels need two
     if runtime.supports(layer):
         return "Y"
     if column != "cpu float" and runtime_for_column("cpu float").supports(layer):

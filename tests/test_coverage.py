@@ -43,5 +43,5 @@ def test_readme_shows_the_generated_table():
     match = re.search(r"<!-- coverage:begin -->\n(.*?)\n<!-- coverage:end -->", text, re.S)
     assert match, "README.md lacks the <!-- coverage:begin/end --> block"
     assert match.group(1).strip() == coverage.to_markdown(coverage.seed_table()).strip(), (
-        "README coverage table is stale; regenerate it with `lwnn coverage`"
+        "README coverage table is stale; regenerate it with `python scripts/update_readme_coverage.py`"
     )

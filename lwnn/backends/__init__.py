@@ -31,6 +31,21 @@ class CpuFloat:
         return run_cpu_kernel(layer, args)
 
 
+class CpuInteger:
+    """The integer CPU runtime of one scheme (s8, q8, q16); run through ``lwnn.quantize``."""
+
+    backend = "cpu"
+
+    def __init__(self, scheme: str):
+        self.scheme = scheme
+        self.name = f"cpu/{scheme}"
+
+    def supports(self, layer: Layer) -> bool:
+        from lwnn.backends.cpu_int import kernel_for
+
+        return kernel_for(self.scheme, layer) is not None
+
+
 _FACTORIES = {"cpu": CpuFloat}
 _PLANNED = {
     "opencl": "The OpenCL backend is not part of this version of lwnn yet; use backend='cpu'.",
@@ -40,10 +55,13 @@ _instances: dict[str, object] = {}
 # Columns of the coverage table: every runtime lwnn has or plans, as "<backend> <scheme>".
 RUNTIME_COLUMNS = ("cpu float", "cpu s8", "cpu q8", "cpu q16", "opencl")
 _COLUMN_BACKENDS = {"cpu float": "cpu"}
+_COLUMN_SCHEMES = {"cpu s8": "s8", "cpu q8": "q8", "cpu q16": "q16"}
 
 
 def runtime_for_column(column: str):
     """The runtime behind a coverage column, or None when this version does not have it."""
+    if column in _COLUMN_SCHEMES:
+        return CpuInteger(_COLUMN_SCHEMES[column])
     backend = _COLUMN_BACKENDS.get(column)
     return get_runtime(backend) if backend else None
 

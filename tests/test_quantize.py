@@ -1,0 +1,133 @@
+"""lwnn.quantize and QuantizedModel: parameters, integer execution with fallback, mixed
+precision, raw tensors, save/load, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lwnn
+from lwnn import data
+
+CONV1 = "/conv1/conv/Conv"
+FC = "/fc/Gemm"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return lwnn.load(data.default_model_path())
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return data.default_samples()
+
+
+@pytest.fixture(scope="module")
+def q_s8(model, samples):
+    images, _ = samples
+    return lwnn.quantize(model, {"image": images[:128]}, "s8", "minmax", progress=False)
+
+
+def top1(probs, labels):
+    return float((probs.argmax(axis=1) == labels).mean())
+
+
+def test_s8_runs_on_the_integer_runtime_and_keeps_accuracy(model, samples, q_s8):
+    images, labels = samples
+    rec = q_s8.run({"image": images}, record=True)
+    plan = {p.layer: p for p in q_s8.plan()}
+    for layer in model.layers:
+        assert rec.executed_by[layer.name] == plan[layer.name].runtime
+    integer = [p for p in plan.values() if p.runtime == "cpu/s8"]
+    assert len(integer) >= len(plan) - 1  # at most the softmax falls back
+    float_acc = top1(model.run({"image": images})["probs"], labels)
+    assert abs(top1(rec["probs"], labels) - float_acc) <= 0.02
+
+
+def test_raw_weights_are_per_channel_int8(model, q_s8):
+    w_name = model.graph.layer(CONV1).inputs[1]
+    w = model.graph.constants[w_name]
+    params = q_s8.tensor_params(w_name)
+    raw = q_s8.raw(w_name)
+    assert raw.dtype == np.int8 and params.axis == 0 and params.scale.shape == (w.shape[0],)
+    assert np.all(params.zero_point == 0) and np.abs(raw).max() == 127
+    expected = np.clip(np.round(w / params.scale.reshape(-1, 1, 1, 1)), -127, 127)
+    assert np.array_equal(raw, expected)
+
+
+def test_raw_activations_after_a_recorded_run(model, samples, q_s8):
+    images, _ = samples
+    out = model.graph.layer(CONV1).outputs[0]
+    with pytest.raises(lwnn.LwnnError, match="record=True"):
+        lwnn.quantize(model, {"image": images[:32]}, "s8", progress=False).raw(out)
+    rec = q_s8.run({"image": images[:8]}, record=True)
+    raw = q_s8.raw(out)
+    assert raw.dtype == np.int8 and raw.shape == rec[out].shape
+    np.testing.assert_array_equal(q_s8.tensor_params(out).dequantize(raw), rec[out])
+
+
+def test_activation_params_are_affine_int8(model, q_s8):
+    params = q_s8.tensor_params("image")
+    assert params.qmin == -128 and params.qmax == 127
+    # Input range [0, 1]: zero maps exactly to the lowest code.
+    assert int(params.zero_point) == -128 and np.isclose(float(params.scale), 1 / 255, rtol=1e-2)
+
+
+def test_mixed_precision_keeps_a_layer_float(model, samples):
+    images, _ = samples
+    q = lwnn.quantize(model, {"image": images[:64]}, "s8", layers={FC: "float"}, progress=False)
+    plan = {p.layer: p for p in q.plan()}
+    assert plan[FC].mode == "float" and plan[FC].runtime == "cpu/float" and not plan[FC].fallback
+    rec = q.run({"image": images[:16]}, record=True)
+    assert rec.executed_by[FC] == "cpu/float"
+    assert rec.executed_by[CONV1] == "cpu/s8"
+
+
+def test_save_and_load_reproduce_the_run(model, samples, q_s8, tmp_path):
+    images, _ = samples
+    path = tmp_path / "q.json"
+    q_s8.save(path)
+    again = lwnn.QuantizedModel.load(path, model)
+    a = q_s8.run({"image": images[:32]})["probs"]
+    b = again.run({"image": images[:32]})["probs"]
+    np.testing.assert_array_equal(a, b)
+    w_name = model.graph.layer(CONV1).inputs[1]
+    np.testing.assert_array_equal(again.raw(w_name), q_s8.raw(w_name))
+
+
+def test_generator_calibration(model, samples):
+    images, _ = samples
+
+    def batches():
+        for i in range(0, 96, 32):
+            yield {"image": images[i : i + 32]}
+
+    q = lwnn.quantize(model, batches(), "s8", "percentile", progress=False)
+    assert q.tensor_params("image").scale > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(scheme="s4"), "Unknown scheme 's4'"),
+        (dict(method="median"), "Unknown calibration method 'median'"),
+        (dict(layers={"nope": "float"}), "No layer named 'nope'"),
+        (dict(layers={FC: "q8"}), "mixing two integer schemes"),
+        (dict(q16_headroom="half"), "q16_headroom"),
+    ],
+)
+def test_bad_arguments(model, samples, kwargs, match):
+    images, _ = samples
+    with pytest.raises(lwnn.LwnnError, match=match):
+        lwnn.quantize(model, {"image": images[:8]}, progress=False, **kwargs)
+
+
+def test_empty_and_nonfinite_calibration_sets(model, samples):
+    images, _ = samples
+    with pytest.raises(lwnn.CalibrationError, match="no batches"):
+        lwnn.quantize(model, iter([]), progress=False)
+    bad = images[:8].copy()
+    bad[3, 0, 5, 5] = np.nan
+    with pytest.raises(lwnn.CalibrationError, match="image"):
+        lwnn.quantize(model, {"image": bad}, progress=False)
