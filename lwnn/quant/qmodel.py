@@ -9,6 +9,7 @@ integer layer consumes it. Runs return dequantized float tensors under the float
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,8 @@ class QuantizedModel:
                                if n in model.graph.constants}
         self._last_raw: dict[str, np.ndarray] = {}
         self.overflow: dict[str, int] = {}
+        self._kernels: dict[str, object] = {}  # layer name -> integer kernel or None, decided once
+        self._roles = {layer.name: rules.input_roles(layer, model.graph.constants) for layer in model.layers}
 
     # --- inspection ------------------------------------------------------------------------
     @property
@@ -90,11 +93,16 @@ class QuantizedModel:
         return rows
 
     def _integer_kernel(self, layer):
+        if layer.name not in self._kernels:
+            self._kernels[layer.name] = self._choose_kernel(layer)
+        return self._kernels[layer.name]
+
+    def _choose_kernel(self, layer):
         if self._modes.get(layer.name, "float") == "float":
             return None
         if any(o not in self._params for o in layer.outputs):
             return None
-        roles = rules.input_roles(layer, self.model.graph.constants)
+        roles = self._roles.get(layer.name) or rules.input_roles(layer, self.model.graph.constants)
         if any(n and r != "raw" and n not in self._params for n, r in zip(layer.inputs, roles)):
             return None
         return kernel_for(self.scheme, layer)
@@ -185,9 +193,10 @@ class _Execution:
 
     def run(self):
         qm = self.qm
-        overflow = {}
+        overflow, seconds = {}, {}
         for layer in self.plan.steps:
             kernel = qm._integer_kernel(layer)
+            start = time.perf_counter()
             try:
                 if kernel is not None:
                     overflow[layer.name] = self._run_integer(layer, kernel)
@@ -197,6 +206,7 @@ class _Execution:
                     self.executed_by[layer.name] = "cpu/float"
             except LwnnError as err:
                 raise type(err)(f"Layer {layer.name!r} ({layer.op_type}): {err}") from None
+            seconds[layer.name] = time.perf_counter() - start
         qm.overflow = {k: v for k, v in overflow.items() if v}
         outputs = {n: self._float(n) for n in self.plan.outputs}
         if not self.record:
@@ -204,13 +214,13 @@ class _Execution:
         qm._last_raw = {n: v for n, v in self.raws.items() if n not in qm._raw_constants}
         tensors = {n: self._float(n) for n in list(self.floats) + list(self.raws)
                    if n not in self.plan.constants or n in self._folded_names()}
-        return Recording(tensors, self.executed_by, self.plan.outputs)
+        return Recording(tensors, self.executed_by, self.plan.outputs, seconds)
 
     def _folded_names(self) -> set[str]:
         return {n for layer in self.plan.folded for n in layer.outputs}
 
     def _run_integer(self, layer, kernel) -> int:
-        roles = rules.input_roles(layer, self.qm.model.graph.constants)
+        roles = self.qm._roles.get(layer.name) or rules.input_roles(layer, self.qm.model.graph.constants)
         inputs, params = [], []
         for name, role in zip(layer.inputs, roles):
             if not name:
