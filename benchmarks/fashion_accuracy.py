@@ -1,0 +1,83 @@
+"""Top-1 of the bundled Fashion-MNIST CNN on the 10,000 test images: float against s8, q8 and
+q16 with every calibration method (calibrated on 1,000 training images).
+
+    .venv/bin/python benchmarks/fashion_accuracy.py            # print the table
+    .venv/bin/python benchmarks/fashion_accuracy.py --write    # ... and put it in README.md
+
+Targets (Step 2): s8 within 1 point of float with the best method, q8 within 2, q16 within 0.3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+import lwnn
+from lwnn import data, datasets
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+SCHEMES = ("s8", "q8", "q16")
+METHODS = ("minmax", "percentile", "kl", "mse")
+
+
+def images(split: str, count: int | None = None):
+    x, y = datasets.load_fashion_mnist(split)
+    x = (x[:count, None].astype(np.float32) / 255.0) if count else x[:, None].astype(np.float32) / 255.0
+    return x, y[: len(x)]
+
+
+def top1(run, x, labels, batch: int = 1000) -> float:
+    hits = 0
+    for i in range(0, len(x), batch):
+        hits += int((run({"image": x[i : i + batch]})["probs"].argmax(axis=1) == labels[i : i + batch]).sum())
+    return 100.0 * hits / len(x)
+
+
+def measure() -> tuple[float, dict]:
+    model = lwnn.load(data.default_model_path())
+    calib, _ = images("train", 1000)
+    test_x, test_y = images("test")
+    float_acc = top1(model.run, test_x, test_y)
+    results = {}
+    for scheme in SCHEMES:
+        for method in METHODS:
+            start = time.perf_counter()
+            q = lwnn.quantize(model, {"image": calib}, scheme, method, batch_size=250, progress=False)
+            results[scheme, method] = top1(q.run, test_x, test_y)
+            integer = sum(p.runtime != "cpu/float" for p in q.plan())
+            print(f"{scheme:4s} {method:10s} {results[scheme, method]:6.2f}%  "
+                  f"({integer}/{len(q.plan())} layers integer, {time.perf_counter() - start:.1f} s)", flush=True)
+    return float_acc, results
+
+
+def markdown(float_acc: float, results: dict) -> str:
+    lines = ["| scheme | " + " | ".join(METHODS) + " | best - float |", "| - |" + " -: |" * (len(METHODS) + 1)]
+    lines.append(f"| float | {float_acc:.2f} |" + " |" * len(METHODS))
+    for scheme in SCHEMES:
+        row = [results[scheme, m] for m in METHODS]
+        lines.append(f"| {scheme} | " + " | ".join(f"{v:.2f}" for v in row) + f" | {max(row) - float_acc:+.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="put the table in README.md")
+    args = parser.parse_args(argv)
+    table = markdown(*measure())
+    print("\n" + table)
+    if args.write:
+        text = README.read_text()
+        new = re.sub(r"(<!-- fashion-accuracy:begin -->\n).*?(\n<!-- fashion-accuracy:end -->)",
+                     lambda m: m[1] + table + m[2], text, flags=re.S)
+        if new == text and "<!-- fashion-accuracy:begin -->" not in text:
+            raise SystemExit("README.md lacks the <!-- fashion-accuracy:begin/end --> block")
+        README.write_text(new)
+        print("written to README.md")
+
+
+if __name__ == "__main__":
+    main()
