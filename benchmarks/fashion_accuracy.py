@@ -49,17 +49,20 @@ def measure() -> tuple[float, dict]:
             q = lwnn.quantize(model, {"image": calib}, scheme, method, batch_size=250, progress=False)
             results[scheme, method] = top1(q.run, test_x, test_y)
             integer = sum(p.runtime != "cpu/float" for p in q.plan())
+            seconds = time.perf_counter() - start
             print(f"{scheme:4s} {method:10s} {results[scheme, method]:6.2f}%  "
-                  f"({integer}/{len(q.plan())} layers integer, {time.perf_counter() - start:.1f} s)", flush=True)
+                  f"({integer}/{len(q.plan())} layers integer, {seconds:.1f} s)", flush=True)
     return float_acc, results
 
 
 def markdown(float_acc: float, results: dict) -> str:
-    lines = ["| scheme | " + " | ".join(METHODS) + " | best - float |", "| - |" + " -: |" * (len(METHODS) + 1)]
+    lines = ["| scheme | " + " | ".join(METHODS) + " | best - float |",
+             "| - |" + " -: |" * (len(METHODS) + 1)]
     lines.append(f"| float | {float_acc:.2f} |" + " |" * len(METHODS))
     for scheme in SCHEMES:
         row = [results[scheme, m] for m in METHODS]
-        lines.append(f"| {scheme} | " + " | ".join(f"{v:.2f}" for v in row) + f" | {max(row) - float_acc:+.2f} |")
+        cells = " | ".join(f"{v:.2f}" for v in row)
+        lines.append(f"| {scheme} | {cells} | {max(row) - float_acc:+.2f} |")
     return "\n".join(lines)
 
 
