@@ -213,3 +213,166 @@ def align_shift(x, shift) -> np.ndarray:
     _check_shift(s, -62, 31, "Q alignment shift")
     right = np.maximum(-s, 0)
     return ((x + nn_round(right)) >> right) << np.maximum(s, 0)
+
+
+# --- s8 softmax: gemmlowp fixed-point math and TFLite's softmax scaling ----------------------
+#
+# gemmlowp ``FixedPoint<int32, IntegerBits>`` values are carried as their raw int32 (held in
+# int64 arrays): ``real = raw * 2**(IntegerBits - 31)``. A product of two fixed-point values is
+# ``saturating_rounding_doubling_high_mul`` of the raws (the integer bits add up); gemmlowp's
+# ``+``/``-`` are plain int32 additions, wrapped here where a result leaves the function.
+
+_F0_ONE = INT32_MAX  # FixedPoint<int32, 0>::One(): 1.0 is not representable, the largest raw is
+
+
+def rounding_half_sum(a, b) -> np.ndarray:
+    """gemmlowp ``RoundingHalfSum`` (int32): ``(a + b) / 2`` rounded half away from zero."""
+    s = _i64(a) + _i64(b)
+    return np.where(s >= 0, (s + 1) >> 1, -((1 - s) >> 1))
+
+
+def saturating_rounding_multiply_by_pot(x, exponent: int) -> np.ndarray:
+    """gemmlowp ``SaturatingRoundingMultiplyByPOT<exponent>`` (int32, int64 out).
+
+    A positive exponent is a left shift saturating to int32 beyond ``+-(2**(31-exponent) - 1)``;
+    a negative one is ``RoundingDivideByPOT(x, -exponent)``.
+    """
+    x = _i64(x)
+    if exponent == 0:
+        return x
+    if exponent < 0:
+        return rounding_divide_by_pot(x, -exponent)
+    threshold = (1 << (31 - exponent)) - 1
+    y = np.where(x > threshold, INT32_MAX, x << exponent)
+    return np.where(x < -threshold, INT32_MIN, y)
+
+
+def rescale(x, src_integer_bits: int, dst_integer_bits: int) -> np.ndarray:
+    """gemmlowp ``Rescale<dst>`` of a ``FixedPoint<int32, src>`` raw: the same real value with
+    ``dst`` integer bits (rounding when bits are dropped, saturating when the range shrinks)."""
+    return saturating_rounding_multiply_by_pot(x, src_integer_bits - dst_integer_bits)
+
+
+def exp_on_interval_between_negative_one_quarter_and_0_excl(a) -> np.ndarray:
+    """gemmlowp: ``exp(a)`` for a ``FixedPoint<int32, 0>`` ``a`` in [-1/4, 0) (raw in and out).
+
+    A 4th-order Taylor expansion around -1/8 with gemmlowp's constants (``exp(-1/8)`` is
+    1895147668, ``1/3`` is 715827883 in Q0.31).
+    """
+    srdhm = saturating_rounding_doubling_high_mul
+    constant_term, constant_1_over_3 = 1895147668, 715827883
+    x = _i64(a) + (1 << 28)  # a + 1/8
+    x2 = srdhm(x, x)
+    x3 = srdhm(x2, x)
+    x4 = srdhm(x2, x2)
+    x4_over_4 = saturating_rounding_multiply_by_pot(x4, -2)
+    poly = saturating_rounding_multiply_by_pot(srdhm(x4_over_4 + x3, constant_1_over_3) + x2, -1)
+    return wrap_int32(constant_term + srdhm(constant_term, x + poly))
+
+
+# exp(-2**k) in Q0.31 for the barrel shifter of exp_on_negative_values, k = -2 .. 4.
+_EXP_BARREL = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308),
+               (2, 39332535), (3, 720401), (4, 242))
+
+
+def exp_on_negative_values(a, integer_bits: int) -> np.ndarray:
+    """gemmlowp ``exp_on_negative_values``: ``exp(a)`` for ``a <= 0`` given as the raw of a
+    ``FixedPoint<int32, integer_bits>``; the result is a ``FixedPoint<int32, 0>`` raw.
+
+    ``a`` is split into ``-1/4 < (a mod 1/4) - 1/4 <= 0``, evaluated by the Taylor expansion,
+    and the remaining multiple of 1/4 applied bit by bit as products by ``exp(-2**k)``; inputs
+    below -32 give 0 (when ``integer_bits > 5``) and 0 gives ``One()``.
+    """
+    a = _i64(a)
+    frac_bits = 31 - integer_bits
+    one_quarter = 1 << (frac_bits - 2)
+    a_mod_quarter_minus_one_quarter = (a & (one_quarter - 1)) - one_quarter
+    result = exp_on_interval_between_negative_one_quarter_and_0_excl(
+        rescale(a_mod_quarter_minus_one_quarter, integer_bits, 0))
+    remainder = wrap_int32(a_mod_quarter_minus_one_quarter - a)
+    for exponent, multiplier in _EXP_BARREL:
+        if integer_bits > exponent:
+            bit = (remainder & (1 << (frac_bits + exponent))) != 0
+            result = np.where(bit, saturating_rounding_doubling_high_mul(result, multiplier), result)
+    if integer_bits > 5:
+        clamp = -(1 << (36 - integer_bits))  # -32.0
+        result = np.where(a < clamp, 0, result)
+    return np.where(a == 0, _F0_ONE, result)
+
+
+def one_over_one_plus_x_for_x_in_0_1(a) -> np.ndarray:
+    """gemmlowp: ``1 / (1 + a)`` for a ``FixedPoint<int32, 0>`` ``a`` in [0, 1) (raw in and out).
+
+    Newton-Raphson division on ``(1 + a) / 2`` in ``FixedPoint<int32, 2>``, three iterations
+    from gemmlowp's ``48/17 - 32/17 * d`` start.
+    """
+    srdhm = saturating_rounding_doubling_high_mul
+    half_denominator = rounding_half_sum(a, _F0_ONE)
+    f2_one = 1 << 29
+    x = 1515870810 + srdhm(half_denominator, -1010580540)  # 48/17 - 32/17 * d, in Q2.29
+    for _ in range(3):
+        one_minus_half_denominator_times_x = f2_one - srdhm(half_denominator, x)
+        x = wrap_int32(x + rescale(srdhm(x, one_minus_half_denominator_times_x), 4, 2))
+    return rescale(x, 1, 0)  # ExactMulByPot<-1> (Q2.29 read as Q1.30), then Rescale<0>
+
+
+def count_leading_zeros_u32(x) -> np.ndarray:
+    """TFLite ``CountLeadingZeros`` of ``x`` read as uint32 (32 for 0)."""
+    u = _i64(x) & 0xFFFFFFFF
+    _, bit_length = np.frexp(u.astype(np.float64))  # exact: u < 2**53
+    return 32 - bit_length.astype(np.int64)
+
+
+def get_reciprocal(x, x_integer_digits: int) -> tuple[np.ndarray, np.ndarray]:
+    """TFLite ``GetReciprocal``: ``1 / x`` for a positive ``FixedPoint<int32, x_integer_digits>``.
+
+    Returns ``(raw, num_bits_over_unit)``: ``raw`` is a ``FixedPoint<int32, 0>`` in [1/2, 1]
+    and ``1/x = raw * 2**-(31 + num_bits_over_unit)`` in the raw's units. ``x`` is read as
+    uint32, as TFLite's ``static_cast<uint32_t>`` does.
+    """
+    u = _i64(x) & 0xFFFFFFFF
+    headroom_plus_one = count_leading_zeros_u32(u)
+    num_bits_over_unit = x_integer_digits - headroom_plus_one
+    shifted_sum_minus_one = wrap_int32(((u << headroom_plus_one) & 0xFFFFFFFF) - (1 << 31))
+    return one_over_one_plus_x_for_x_in_0_1(shifted_sum_minus_one), num_bits_over_unit
+
+
+def multiply_by_quantized_multiplier_greater_than_one(x, multiplier, left_shift) -> np.ndarray:
+    """TFLite ``MultiplyByQuantizedMultiplierGreaterThanOne``: ``SRDHM(x * 2**left_shift, m)``
+    with the shifted value held in int32 (wrapped, as C's multiplication would)."""
+    shifted = wrap_int32(_i64(x) << _i64(left_shift))
+    return saturating_rounding_doubling_high_mul(shifted, multiplier)
+
+
+def preprocess_softmax_scaling(beta: float, input_scale: float, input_integer_bits: int) -> tuple[int, int]:
+    """TFLite ``PreprocessSoftmaxScaling`` (double-rounding build): ``(multiplier, left_shift)``.
+
+    The real multiplier ``beta * input_scale * 2**(31 - input_integer_bits)`` (capped at
+    ``2**31 - 1``) turns an input difference into a ``FixedPoint<int32, input_integer_bits>``
+    raw; it is quantized like ``QuantizeMultiplierGreaterThanOne``. Unlike ``quantize_multiplier``
+    this allows a left shift of 31 (an input scale >= 16): the matching ``calculate_input_radius``
+    is then 0, so only the row maximum (difference 0) is ever shifted.
+    """
+    real = min(float(beta) * float(input_scale) * float(1 << (31 - input_integer_bits)),
+               float((1 << 31) - 1))
+    if not real > 1.0:
+        raise CalibrationError(
+            "Softmax input scaling needs beta * input_scale * 2**(31 - integer_bits) > 1 "
+            f"(TFLite QuantizeMultiplierGreaterThanOne). Received input_scale={input_scale!r}."
+        )
+    mantissa, shift = np.frexp(real)
+    q = int(np.floor(np.ldexp(mantissa, 31) + 0.5))  # TfLiteRound of a positive value
+    if q == 1 << 31:
+        q //= 2
+        shift += 1
+    return q, int(shift)
+
+
+def calculate_input_radius(input_integer_bits: int, input_left_shift: int,
+                           total_signed_bits: int = 31) -> int:
+    """TFLite ``CalculateInputRadius``: the largest input difference whose rescaled value still
+    fits ``FixedPoint<int32, input_integer_bits>``, ``floor((2**ib - 1) * 2**(total - ib) /
+    2**input_left_shift)`` with ``ib = input_integer_bits``, ``total = total_signed_bits``."""
+    max_input_rescaled = (((1 << input_integer_bits) - 1) * (1 << (total_signed_bits - input_integer_bits))
+                          / (1 << input_left_shift))
+    return int(np.floor(max_input_rescaled))

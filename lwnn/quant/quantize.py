@@ -130,8 +130,7 @@ class _ParamAssigner:
         w = np.asarray(self.constants[name], np.float64)
         if self.scheme == "s8":
             axis = rules.weight_channel_axis(layer) % w.ndim
-            grouped_deconv = layer.op_type == "ConvTranspose" and layer.op.group > 1
-            if self.per_channel and not grouped_deconv:  # axis 1 of a grouped deconv is per group
+            if self.per_channel and self._per_channel_possible(layer, w):
                 reduce = tuple(d for d in range(w.ndim) if d != axis)
                 return symmetric_from_absmax(np.abs(w).max(axis=reduce), 8, axis, name=name)
             return symmetric_from_absmax(float(np.abs(w).max()), 8, name=name)
@@ -139,10 +138,25 @@ class _ParamAssigner:
 
         return qformat_from_absmax(float(np.abs(w).max()), self.bits, name=name)
 
+    def _per_channel_possible(self, layer: Layer, w: np.ndarray) -> bool:
+        if layer.op_type == "ConvTranspose" and layer.op.group > 1:
+            return False  # axis 1 of a grouped deconv weight is per group, not per output channel
+        if layer.op_type == "MatMul" and w.ndim < 2:
+            return False  # a vector B has no output-channel axis
+        if layer.op_type == "Dense" and len(layer.inputs) > 2 and layer.inputs[2] in self.constants:
+            c = np.asarray(self.constants[layer.inputs[2]])
+            channels = w.shape[rules.weight_channel_axis(layer) % w.ndim]
+            return c.ndim >= 1 and c.shape[-1] == channels  # one bias per output column
+        return True
+
     def _bias(self, layer: Layer, name: str):
         x, w = self.params[layer.inputs[0]], self.params[layer.inputs[1]]
         if self.scheme == "s8":
-            return bias_params(x, w)
+            params = bias_params(x, w)
+            bias_rank = np.ndim(self.constants[name])
+            if params.per_channel and bias_rank > 1:  # Gemm's C [M, N] or [1, N]: channels last
+                params = AffineParams(params.scale, params.zero_point, 32, bias_rank - 1)
+            return params
         from lwnn.quant.params import qformat_from_absmax
 
         return qformat_from_absmax(float(np.abs(self.constants[name]).max()), self.bits, name=name)

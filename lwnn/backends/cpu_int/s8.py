@@ -12,6 +12,7 @@ import numpy as np
 
 from lwnn.backends.cpu import KERNELS as FLOAT_KERNELS
 from lwnn.backends.cpu_int.registry import IntCall, int_kernel
+from lwnn.errors import CalibrationError
 from lwnn.quant import fixedpoint as fp
 
 LUT_OPS = ("Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Exp", "Sqrt", "Erf")
@@ -41,19 +42,60 @@ def _integral(values: np.ndarray) -> np.ndarray:
 
 
 def _round_half_away(v: np.ndarray) -> np.ndarray:
-    return (np.sign(v) * np.floor(np.abs(v) + 0.5)).astype(np.int64)
+    """``std::round`` in the precision of ``v``: nearest, ties away from zero. From the exact
+    fraction ``v - trunc(v)`` (``floor(|v| + 0.5)`` misrounds the float just below 0.5)."""
+    t = np.trunc(v)
+    return t + np.copysign(np.abs(v - t) >= 0.5, v)
 
 
 def _weighted(call: IntCall, float_op_type: str, channel_axis: int):
-    """Conv/ConvTranspose/Dense/MatMul: integer accumulate, add int32 bias, requantize."""
+    """Conv/ConvTranspose/Dense/MatMul: integer accumulate, add int32 bias, requantize.
+
+    Both operands are centred on their zero points: constant weights are symmetric (zero point
+    0), but a MatMul/Gemm operand computed at run time is an asymmetric activation.
+    """
     x, w, *rest = call.inputs
     px, pw = call.params[0], call.params[1]
-    acc_f = FLOAT_KERNELS[float_op_type](call.op, _centered(x, px), w.astype(np.float64))
-    acc = _integral(acc_f)
+    if pw.per_channel:
+        _check_weight_axis(call, w, pw)
+    acc = _integral(FLOAT_KERNELS[float_op_type](call.op, _centered(x, px), _centered(w, pw)))
+    axis = channel_axis % acc.ndim
     if rest and rest[0] is not None:
-        acc += fp.along_axis(rest[0].astype(np.int64), channel_axis % acc.ndim, acc.ndim)
+        acc += _bias_term(call, rest[0], call.params[2], acc, axis)
     real = px.scale.astype(np.float64) * pw.scale.astype(np.float64) / float(call.out[0].scale)
-    return _requantize(call, acc, real, channel_axis % acc.ndim if np.ndim(real) else None)
+    return _requantize(call, acc, real, axis if np.ndim(real) else None)
+
+
+def _check_weight_axis(call: IntCall, w: np.ndarray, pw) -> None:
+    """Per-channel scales factor out of the sum only along the output-channel axis."""
+    op = call.op
+    expected = {"Conv": 0, "ConvTranspose": 1, "Dense": 0 if getattr(op, "trans_b", False) else 1,
+                "MatMul": w.ndim - 1}[call.layer.op_type]
+    grouped_deconv = call.layer.op_type == "ConvTranspose" and op.group > 1
+    vector_b = call.layer.op_type == "MatMul" and w.ndim < 2
+    if pw.axis % w.ndim != expected or grouped_deconv or vector_b:
+        raise CalibrationError(
+            f"Per-channel weights of a {call.layer.op_type} need their scales along the output-channel "
+            f"axis {expected} of a weight tensor of rank >= 2 (per tensor for a grouped "
+            f"ConvTranspose). Received axis {pw.axis} for a weight of shape {w.shape}.")
+
+
+def _bias_term(call: IntCall, bias: np.ndarray, pb, acc: np.ndarray, axis: int) -> np.ndarray:
+    """The bias in accumulator units. A convolution's bias is one value per output channel
+    (``axis``); a Gemm's ``C`` broadcasts to ``[M, N]`` as in ONNX. A ``C`` computed at run time
+    is an int8 activation: it is rescaled to the accumulator scale ``s_x * s_w`` by an integer
+    multiplier, as the requantization of an add would."""
+    if call.layer.op_type in ("Conv", "ConvTranspose"):
+        return fp.along_axis(bias.astype(np.int64), axis, acc.ndim)
+    if pb.bits == 32:
+        return np.broadcast_to(bias.astype(np.int64), acc.shape)
+    px, pw = call.params[0], call.params[1]
+    centred = np.broadcast_to(bias.astype(np.int64) - int(pb.zero_point), acc.shape)
+    real = float(pb.scale) / (float(px.scale) * pw.scale.astype(np.float64))
+    multiplier, shift = fp.quantize_multiplier(real)
+    if np.ndim(multiplier):
+        multiplier, shift = fp.along_axis(multiplier, axis, acc.ndim), fp.along_axis(shift, axis, acc.ndim)
+    return fp.multiply_by_quantized_multiplier(centred, multiplier, shift)
 
 
 @int_kernel("s8", "Conv", "ConvTranspose")
@@ -66,7 +108,8 @@ def dense(call: IntCall):
     return _weighted(call, "Dense", -1)
 
 
-dense.supports = lambda layer: layer.op.alpha == 1.0 and layer.op.beta == 1.0 and not layer.op.trans_a
+# alpha/beta would scale the accumulator or the bias: TFLite's fully connected has neither.
+dense.supports = lambda layer: layer.op.alpha == 1.0 and layer.op.beta == 1.0
 
 
 @int_kernel("s8", "MatMul")
@@ -95,11 +138,15 @@ add.supports = lambda layer: len(layer.inputs) == 2
 
 @int_kernel("s8", "Mul")
 def mul(call: IntCall):
-    """TFLite int8 mul: product of centred codes, requantized by ``s_a * s_b / s_out``."""
+    """TFLite int8 mul: product of centred codes, requantized by ``s_a * s_b / s_out``.
+
+    The multiplier is computed in float32, as TFLite's ``Prepare`` evaluates that expression on
+    the tensors' float scales before widening it to double.
+    """
     (a, b), (pa, pb) = call.inputs, call.params
     acc = (a.astype(np.int64) - int(pa.zero_point)) * (b.astype(np.int64) - int(pb.zero_point))
-    real = float(pa.scale) * float(pb.scale) / float(call.out[0].scale)
-    return _requantize(call, acc, real, None)
+    real = np.float32(pa.scale) * np.float32(pb.scale) / np.float32(call.out[0].scale)
+    return _requantize(call, acc, float(real), None)
 
 
 mul.supports = lambda layer: len(layer.inputs) == 2
@@ -107,16 +154,24 @@ mul.supports = lambda layer: len(layer.inputs) == 2
 
 @int_kernel("s8", "Relu", "Clip")
 def clamp(call: IntCall):
-    """TFLite int8 ReLU/ReLU6: requantize to the output scale, clamp at the activation bounds."""
+    """TFLite int8 ReLU/ReLU6 (``QuantizedReluX`` + ``ReluX``): requantize to the output scale
+    by ``float(s_in / s_out)``, clamp at ``zp_out + roundf(bound / s_out)`` (float32, as TFLite)."""
     x, px, out = call.inputs[0], call.params[0], call.out[0]
     lo, hi = (0.0, None) if call.layer.op_type == "Relu" else (call.op.min, call.op.max)
-    lo = None if lo is None or lo == float("-inf") else lo
-    hi = None if hi is None or hi == float("inf") else hi
-    act_min, act_max = out.activation_range(lo, hi)
-    m, s = fp.quantize_multiplier(float(px.scale) / float(out.scale))
+    act_min = _activation_bound(lo, out, out.qmin)
+    act_max = _activation_bound(hi, out, out.qmax)
+    m, s = fp.quantize_multiplier(float(np.float32(px.scale) / np.float32(out.scale)))
     centred = x.astype(np.int64) - int(px.zero_point)
     y = fp.multiply_by_quantized_multiplier(centred, m, s) + int(out.zero_point)
     return np.clip(y, act_min, act_max).astype(np.int8)
+
+
+def _activation_bound(bound, out, default: int) -> int:
+    """``clamp(zp + roundf(bound / scale), qmin, qmax)``; an absent or infinite bound: ``default``."""
+    if bound is None or not np.isfinite(bound):
+        return default
+    steps = float(_round_half_away(np.float32(bound) / np.float32(out.scale)))
+    return int(np.clip(int(out.zero_point) + steps, out.qmin, out.qmax))
 
 
 @int_kernel("s8", *LUT_OPS)
@@ -132,9 +187,16 @@ def lookup(call: IntCall):
 
 @int_kernel("s8", "AveragePool", "GlobalAveragePool")
 def average_pool(call: IntCall):
-    """TFLite int8 average pool: sum of codes, divided by the tap count rounding half away from
-    zero; input and output share parameters (see lwnn.quant.rules)."""
-    x = call.inputs[0]
+    """TFLite int8 average pool: the sum of a window's codes divided by its tap count, rounding
+    half away from zero (C's ``(sum +- count/2) / count``). Input and output share parameters
+    (see lwnn.quant.rules), as TFLite requires. Padding that ``count_include_pad`` counts holds
+    the zero point, the code of the real 0 that ONNX pads with."""
+    x, px, out = call.inputs[0], call.params[0], call.out[0]
+    if int(px.zero_point) != int(out.zero_point) or np.float32(px.scale) != np.float32(out.scale):
+        raise CalibrationError(
+            f"s8 {call.layer.op_type} needs output parameters equal to its input's (TFLite int8 "
+            f"pooling). Received input {px!r}, output {out!r}.")
+    zp = int(px.zero_point)
     if call.layer.op_type == "GlobalAveragePool":
         total = x.astype(np.int64).sum(axis=tuple(range(2, x.ndim)), keepdims=True)
         count = np.int64(np.prod(x.shape[2:]))
@@ -142,26 +204,31 @@ def average_pool(call: IntCall):
         from lwnn.backends.cpu.pool import _divisors
 
         count = _integral(_divisors(call.op, x.shape[2:], "float64"))
-        total = _integral(FLOAT_KERNELS["AveragePool"](call.op, x.astype(np.float64)) * count)
+        # Window sums of x - zp with zero padding (exact in float64), then zp per counted tap.
+        mean = FLOAT_KERNELS["AveragePool"](call.op, x.astype(np.float64) - zp)
+        total = _integral(mean * count) + zp * count
     half = count // 2
-    y = np.where(total >= 0, (total + half) // count, -((-total + half) // count))
-    return np.clip(y, -128, 127).astype(np.int8)
+    y = np.where(total >= 0, (total + half) // count, -((half - total) // count))
+    return np.clip(y, out.qmin, out.qmax).astype(np.int8)
 
 
 @int_kernel("s8", "Concat")
 def concat(call: IntCall):
-    """TFLite int8 concatenation: inputs with other parameters are rescaled in float and
-    rounded (``round(q * s_in / s_out + (zp_out - zp_in * s_in / s_out))``)."""
+    """Concatenation with rescaling, as TFLite's ``ConcatenationWithScaling`` (its uint8 kernel;
+    TFLite's int8 kernel requires every input to share the output's parameters): inputs with
+    other parameters become ``round(q * scale + bias) + zp_out`` in float32, with
+    ``scale = s_in * (1 / s_out)`` and ``bias = -zp_in * scale``."""
     out = call.out[0]
+    inverse_output_scale = np.float32(1) / np.float32(out.scale)
     parts = []
     for q, p in zip(call.inputs, call.params):
-        if p == out:
+        if int(p.zero_point) == int(out.zero_point) and np.float32(p.scale) == np.float32(out.scale):
             parts.append(q)
             continue
-        scale = np.float32(p.scale) / np.float32(out.scale)
-        bias = -np.float32(int(p.zero_point)) * scale
-        v = _round_half_away(q.astype(np.float32) * scale + bias)  # std::round in float, as TFLite
-        parts.append(np.clip(v + int(out.zero_point), out.qmin, out.qmax).astype(np.int8))
+        scale = np.float32(p.scale) * inverse_output_scale
+        bias = np.float32(-int(p.zero_point)) * scale
+        v = _round_half_away(q.astype(np.float32) * scale + bias) + int(out.zero_point)
+        parts.append(np.clip(v, out.qmin, out.qmax).astype(np.int8))
     return np.concatenate(parts, axis=call.op.axis)
 
 
@@ -173,10 +240,76 @@ def batch_norm(call: IntCall):
     px = call.params[0]
     k = gamma.astype(np.float64) / np.sqrt(var.astype(np.float64) + call.op.epsilon)
     shift = beta.astype(np.float64) - mean.astype(np.float64) * k
-    w_scale = np.where(np.abs(k) > 0, np.abs(k) / 127.0, 1.0)
+    # Weights at |k| / 127, unless the bias would then leave int32: a dead channel (k = 0) is
+    # all bias, which must keep the output's precision rather than the input's.
+    w_scale = np.maximum(np.abs(k) / 127.0, np.abs(shift) / (float(px.scale) * 2.0**30))
+    w_scale = np.where(w_scale > 0, w_scale, 1.0)
     w_q = np.clip(_round_half_away(k / w_scale), -127, 127)
     bias_scale = float(px.scale) * w_scale
     bias = _round_half_away(shift / bias_scale)
     shape = (1, -1) + (1,) * (x.ndim - 2)
     acc = _integral(_centered(x, px) * w_q.reshape(shape)) + bias.astype(np.int64).reshape(shape)
     return _requantize(call, acc, bias_scale / float(call.out[0].scale), 1)
+
+
+# --- Softmax: TFLite's int8 reference kernel --------------------------------------------------
+
+_SCALED_DIFF_INTEGER_BITS = 5  # exp() input: FixedPoint<int32, 5> (Q5.26)
+_ACCUMULATION_INTEGER_BITS = 12  # sum of exps: FixedPoint<int32, 12>
+SOFTMAX_OUTPUT = (1 / 256, -128)  # TFLite's int8 softmax output scale and zero point
+
+
+@int_kernel("s8", "Softmax")
+def softmax(call: IntCall):
+    """TFLite int8 softmax (``reference_ops::Softmax``, beta 1) along the op's axis.
+
+    TFLite normalises the last axis; another axis is moved last and back (the transposes a
+    converter inserts), and ``coerce_2d`` (opset < 13) normalises the trailing dims flattened
+    into one, which is a last-axis softmax of the 2-D view. The output parameters must be
+    TFLite's fixed scale 1/256 and zero point -128 (``lwnn.quant.rules.fixed_output``).
+    """
+    x, px, out = call.inputs[0], call.params[0], call.out[0]
+    if (float(out.scale), int(out.zero_point)) != SOFTMAX_OUTPUT:
+        raise CalibrationError(
+            "s8 Softmax output parameters must be scale 1/256 and zero point -128 (TFLite int8 "
+            f"softmax). Received {out!r}.")
+    axis = call.op.axis % x.ndim
+    if call.op.coerce_2d:
+        rows = x.reshape(int(np.prod(x.shape[:axis], dtype=np.int64)), -1)
+        y, overflow = softmax_rows(rows, float(px.scale))
+        y = y.reshape(x.shape)
+    else:
+        y, overflow = softmax_rows(np.moveaxis(x, axis, -1), float(px.scale))
+        y = np.moveaxis(y, -1, axis)
+    call.overflow += overflow
+    return np.ascontiguousarray(y)
+
+
+def softmax_rows(x: np.ndarray, input_scale: float) -> tuple[np.ndarray, int]:
+    """int8 softmax of every row (last axis) of ``x``, and the number of rows whose int32 sum of
+    exps wrapped (beyond 2**32, over 8192 entries at the row maximum: the result is garbage there,
+    as on the device).
+
+    Per row: ``diff = q - max`` (entries below ``diff_min`` give -128 and add nothing), rescaled
+    to Q5.26 by the softmax multiplier, ``exp`` in Q0.31, summed in Q12.19, the sum's reciprocal
+    ``GetReciprocal``, and ``out = RoundingDivideByPOT(recip * exp, num_bits_over_unit + 23) - 128``.
+    TFLite's C shifts by more than 31 bits are undefined (rows whose exps sum to >= 512); there
+    the quotient is below 1/2 and the output is its rounding, 0 (code -128).
+    """
+    multiplier, left_shift = fp.preprocess_softmax_scaling(1.0, input_scale, _SCALED_DIFF_INTEGER_BITS)
+    diff_min = -fp.calculate_input_radius(_SCALED_DIFF_INTEGER_BITS, left_shift)
+    q = x.astype(np.int64)
+    diff = q - q.max(axis=-1, keepdims=True)
+    live = diff >= diff_min
+    rescaled = fp.multiply_by_quantized_multiplier_greater_than_one(
+        np.where(live, diff, 0), multiplier, left_shift)
+    exps = fp.exp_on_negative_values(rescaled, _SCALED_DIFF_INTEGER_BITS)
+    terms = fp.rescale(exps, 0, _ACCUMULATION_INTEGER_BITS)
+    total = np.where(live, terms, 0).sum(axis=-1, keepdims=True)
+    overflow = int(np.count_nonzero(total >= 1 << 32))
+    shifted_scale, num_bits_over_unit = fp.get_reciprocal(total, _ACCUMULATION_INTEGER_BITS)
+    exponent = num_bits_over_unit + 31 - 8
+    product = fp.saturating_rounding_doubling_high_mul(shifted_scale, exps)
+    unsat = np.where(exponent > 31, 0, fp.rounding_divide_by_pot(product, np.minimum(exponent, 31)))
+    y = np.clip(unsat - 128, -128, 127)
+    return np.where(live, y, -128).astype(np.int8), overflow
