@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +49,7 @@ class QuantizedModel:
         self._raw_constants = {n: p.quantize(model.graph.constants[n]) for n, p in params.items()
                                if n in model.graph.constants}
         self._last_raw: dict[str, np.ndarray] = {}
-        self.overflow: dict[str, int] = {}
+        self.overflow: dict[str, int] = {}  # layer name -> int32 overflows, summed over runs
         self._kernels: dict[str, object] = {}  # layer name -> integer kernel or None, decided once
         self._roles = {layer.name: rules.input_roles(layer, model.graph.constants) for layer in model.layers}
 
@@ -82,6 +83,10 @@ class QuantizedModel:
             return self._last_raw[name]
         hint = " Run q.run(feeds, record=True) first." if name in self._params else ""
         raise LwnnError(f"No raw integer tensor {name!r}.{hint}")
+
+    def reset_overflow(self) -> None:
+        """Forget the overflow counts of earlier runs."""
+        self.overflow = {}
 
     def plan(self) -> list[LayerPlan]:
         """Per layer: requested mode and the runtime that executes it."""
@@ -207,7 +212,16 @@ class _Execution:
             except LwnnError as err:
                 raise type(err)(f"Layer {layer.name!r} ({layer.op_type}): {err}") from None
             seconds[layer.name] = time.perf_counter() - start
-        qm.overflow = {k: v for k, v in overflow.items() if v}
+        overflowed = {k: v for k, v in overflow.items() if v}
+        for name, count in overflowed.items():
+            qm.overflow[name] = qm.overflow.get(name, 0) + count
+        if overflowed:
+            worst = ", ".join(f"{n!r}: {c}" for n, c in sorted(overflowed.items(), key=lambda kv: -kv[1])[:3])
+            warnings.warn(
+                f"int32 accumulator overflow in {len(overflowed)} layer(s) ({worst}); the device would "
+                "wrap these values. See q.overflow; for q16 try q16_headroom='lwnn'.",
+                stacklevel=3,
+            )
         outputs = {n: self._float(n) for n in self.plan.outputs}
         if not self.record:
             return outputs

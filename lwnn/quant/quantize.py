@@ -134,9 +134,7 @@ class _ParamAssigner:
                 reduce = tuple(d for d in range(w.ndim) if d != axis)
                 return symmetric_from_absmax(np.abs(w).max(axis=reduce), 8, axis, name=name)
             return symmetric_from_absmax(float(np.abs(w).max()), 8, name=name)
-        from lwnn.quant.params import qformat_from_absmax
-
-        return qformat_from_absmax(float(np.abs(w).max()), self.bits, name=name)
+        return self._qformat(float(np.abs(w).max()), name)
 
     def _per_channel_possible(self, layer: Layer, w: np.ndarray) -> bool:
         if layer.op_type == "ConvTranspose" and layer.op.group > 1:
@@ -157,6 +155,13 @@ class _ParamAssigner:
             if params.per_channel and bias_rank > 1:  # Gemm's C [M, N] or [1, N]: channels last
                 params = AffineParams(params.scale, params.zero_point, 32, bias_rank - 1)
             return params
+        return self._qformat(float(np.abs(self.constants[name]).max()), name)
+
+    def _qformat(self, absmax: float, name: str) -> QFormat:
+        """Q of a constant: full range, or LWNN's 9-bit choice for every q16 blob (weights and
+        biases too, as LWNN's quantizer does) when ``q16_headroom="lwnn"``."""
         from lwnn.quant.params import qformat_from_absmax
 
-        return qformat_from_absmax(float(np.abs(self.constants[name]).max()), self.bits, name=name)
+        if self.scheme == "q16" and self.q16_headroom == "lwnn":
+            return QFormat(qformat_from_absmax(absmax, 16, name=name).frac_bits - 7, 16)
+        return qformat_from_absmax(absmax, self.bits, name=name)
