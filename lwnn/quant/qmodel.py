@@ -51,6 +51,7 @@ class QuantizedModel:
         self._last_raw: dict[str, np.ndarray] = {}
         self.overflow: dict[str, int] = {}  # layer name -> int32 overflows, summed over runs
         self._kernels: dict[str, object] = {}  # layer name -> integer kernel or None, decided once
+        self._layer_cache: dict[str, dict] = {}  # layer name -> the kernel's memo (IntCall.cache)
         self._roles = {layer.name: rules.input_roles(layer, model.graph.constants) for layer in model.layers}
 
     # --- inspection ------------------------------------------------------------------------
@@ -248,7 +249,8 @@ class _Execution:
                 params.append(self.qm._params[name])
         out_params = [self.qm._params[o] for o in layer.outputs]
         bits = 16 if self.qm.scheme == "q16" else 8
-        call = IntCall(layer, inputs, params, out_params, bits)
+        cache = self.qm._layer_cache.setdefault(layer.name, {})
+        call = IntCall(layer, inputs, params, out_params, bits, roles=list(roles), cache=cache)
         outs = kernel(call)
         outs = list(outs) if isinstance(outs, tuple | list) else [outs]
         for name, value, p in zip(layer.outputs, outs, out_params):

@@ -27,8 +27,22 @@ class IntCall:
     params: list
     out: list
     bits: int
+    roles: list = field(default_factory=list)  # lwnn.quant.rules roles of the inputs
     overflow: int = 0
     notes: list[str] = field(default_factory=list)
+    # Per-layer memo that lives as long as the quantized model (parameters never change there):
+    # kernels keep derived constants in it (multipliers, tables, centred weights).
+    cache: dict = field(default_factory=dict)
+
+    def role(self, index: int) -> str:
+        """Role of input ``index`` ("act" when the caller did not say)."""
+        return self.roles[index] if index < len(self.roles) else "act"
+
+    def memo(self, key, compute):
+        """``compute()`` once per layer and key."""
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]
 
     @property
     def op(self):

@@ -18,21 +18,26 @@ from lwnn.quant import fixedpoint as fp
 LUT_OPS = ("Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Exp", "Sqrt", "Erf")
 
 
-def _centered(q: np.ndarray, params) -> np.ndarray:
-    """``q - zero_point`` as float64 (exact), broadcast per channel if needed."""
-    zp = params.zero_point.astype(np.float64)
+def _centered(q: np.ndarray, params, dtype=np.float64) -> np.ndarray:
+    """``q - zero_point`` as ``dtype`` (exact for 8- and 16-bit codes), per channel if needed."""
+    zp = params.zero_point.astype(dtype)
     if params.per_channel:
         zp = fp.along_axis(zp, params.axis, q.ndim)
-    return q.astype(np.float64) - zp
+    return q.astype(dtype) - zp
 
 
 def _requantize(call: IntCall, acc: np.ndarray, real_multiplier, channel_axis: int | None) -> np.ndarray:
     """int64 accumulators -> int8 codes of the output, counting int32 overflows."""
     call.overflow += fp.int32_overflow(acc)
-    multiplier, shift = fp.quantize_multiplier(np.asarray(real_multiplier, np.float64))
-    if channel_axis is not None and np.ndim(multiplier):
-        multiplier = fp.along_axis(multiplier, channel_axis, acc.ndim)
-        shift = fp.along_axis(shift, channel_axis, acc.ndim)
+
+    def multipliers():
+        multiplier, shift = fp.quantize_multiplier(np.asarray(real_multiplier, np.float64))
+        if channel_axis is not None and np.ndim(multiplier):
+            multiplier = fp.along_axis(multiplier, channel_axis, acc.ndim)
+            shift = fp.along_axis(shift, channel_axis, acc.ndim)
+        return multiplier, shift
+
+    multiplier, shift = call.memo(("requantize", acc.ndim, channel_axis), multipliers)
     out = call.out[0]
     return fp.requantize_s8(fp.wrap_int32(acc), multiplier, shift, int(out.zero_point), out.qmin, out.qmax)
 
@@ -58,12 +63,37 @@ def _weighted(call: IntCall, float_op_type: str, channel_axis: int):
     px, pw = call.params[0], call.params[1]
     if pw.per_channel:
         _check_weight_axis(call, w, pw)
-    acc = _integral(FLOAT_KERNELS[float_op_type](call.op, _centered(x, px), _centered(w, pw)))
+    if call.role(1) == "weight":  # a constant: its centred copy is made once
+        dtype = call.memo("sum dtype", lambda: _exact_sum_dtype(call, w, pw))
+        wc = call.memo("centred weight", lambda: _centered(w, pw, dtype))
+    else:
+        dtype = _exact_sum_dtype(call, w, pw)
+        wc = _centered(w, pw, dtype)
+    acc = _integral(FLOAT_KERNELS[float_op_type](call.op, _centered(x, px, dtype), wc))
     axis = channel_axis % acc.ndim
     if rest and rest[0] is not None:
         acc += _bias_term(call, rest[0], call.params[2], acc, axis)
     real = px.scale.astype(np.float64) * pw.scale.astype(np.float64) / float(call.out[0].scale)
     return _requantize(call, acc, real, axis if np.ndim(real) else None)
+
+
+def _exact_sum_dtype(call: IntCall, w: np.ndarray, pw) -> type:
+    """float32 when every partial sum of centred products is an integer below 2^24 (exact in
+    float32, twice as fast through BLAS), else float64 (exact below 2^53)."""
+    op_type = call.layer.op_type
+    if op_type == "Conv":
+        terms = int(np.prod(w.shape[1:]))
+    elif op_type == "ConvTranspose":
+        terms = int(np.prod(w.shape[2:])) * w.shape[0] // max(call.op.group, 1)
+    elif op_type == "Dense":
+        terms = w.shape[1] if call.op.trans_b else w.shape[0]
+    else:  # MatMul
+        terms = w.shape[-2] if w.ndim > 1 else w.shape[0]
+    w_max = float(np.abs(_centered(w, pw)).max()) if w.size else 0.0
+    if call.role(1) != "weight":
+        w_max = float(pw.qmax - pw.qmin)  # values change from run to run: use the bound
+    x_max = float(call.params[0].qmax - call.params[0].qmin)  # |q - zp| <= qmax - qmin
+    return np.float32 if terms * x_max * w_max < 2**24 else np.float64
 
 
 def _check_weight_axis(call: IntCall, w: np.ndarray, pw) -> None:
@@ -122,10 +152,14 @@ def add(call: IntCall):
     """TFLite int8 add: inputs rescaled to a common scale with 20 bits of headroom."""
     (a, b), (pa, pb), out = call.inputs, call.params, call.out[0]
     left_shift = 20
-    twice_max = 2 * max(float(pa.scale), float(pb.scale))
-    ma, sa = fp.quantize_multiplier(float(pa.scale) / twice_max)
-    mb, sb = fp.quantize_multiplier(float(pb.scale) / twice_max)
-    mo, so = fp.quantize_multiplier(twice_max / ((1 << left_shift) * float(out.scale)))
+
+    def multipliers():
+        twice_max = 2 * max(float(pa.scale), float(pb.scale))
+        return (*fp.quantize_multiplier(float(pa.scale) / twice_max),
+                *fp.quantize_multiplier(float(pb.scale) / twice_max),
+                *fp.quantize_multiplier(twice_max / ((1 << left_shift) * float(out.scale))))
+
+    ma, sa, mb, sb, mo, so = call.memo("add multipliers", multipliers)
     xa = fp.multiply_by_quantized_multiplier((a.astype(np.int64) - int(pa.zero_point)) << left_shift, ma, sa)
     xb = fp.multiply_by_quantized_multiplier((b.astype(np.int64) - int(pb.zero_point)) << left_shift, mb, sb)
     total = xa + xb if call.layer.op_type == "Add" else xa - xb
@@ -158,9 +192,9 @@ def clamp(call: IntCall):
     by ``float(s_in / s_out)``, clamp at ``zp_out + roundf(bound / s_out)`` (float32, as TFLite)."""
     x, px, out = call.inputs[0], call.params[0], call.out[0]
     lo, hi = (0.0, None) if call.layer.op_type == "Relu" else (call.op.min, call.op.max)
-    act_min = _activation_bound(lo, out, out.qmin)
-    act_max = _activation_bound(hi, out, out.qmax)
-    m, s = fp.quantize_multiplier(float(np.float32(px.scale) / np.float32(out.scale)))
+    act_min, act_max, m, s = call.memo("clamp", lambda: (
+        _activation_bound(lo, out, out.qmin), _activation_bound(hi, out, out.qmax),
+        *fp.quantize_multiplier(float(np.float32(px.scale) / np.float32(out.scale)))))
     centred = x.astype(np.int64) - int(px.zero_point)
     y = fp.multiply_by_quantized_multiplier(centred, m, s) + int(out.zero_point)
     return np.clip(y, act_min, act_max).astype(np.int8)
@@ -179,10 +213,13 @@ def lookup(call: IntCall):
     """Element-wise functions as a 256-entry table, as TFLite's int8 LUT kernels:
     ``table[q] = quantize_out(f(dequantize_in(q)))`` (the float function evaluated once per code)."""
     px, out = call.params[0], call.out[0]
-    codes = np.arange(px.qmin, px.qmax + 1, dtype=np.int64)
-    real = px.dequantize(codes.astype(px.dtype))
-    table = out.quantize(FLOAT_KERNELS[call.layer.op_type](call.op, real))
-    return table[call.inputs[0].astype(np.int64) - px.qmin]
+
+    def table():
+        codes = np.arange(px.qmin, px.qmax + 1, dtype=np.int64)
+        real = px.dequantize(codes.astype(px.dtype))
+        return out.quantize(FLOAT_KERNELS[call.layer.op_type](call.op, real))
+
+    return call.memo("table", table)[call.inputs[0].astype(np.int64) - px.qmin]
 
 
 @int_kernel("s8", "AveragePool", "GlobalAveragePool")
@@ -236,7 +273,16 @@ def concat(call: IntCall):
 def batch_norm(call: IntCall):
     """Inference BatchNorm as the per-channel 1x1 depthwise convolution it folds into:
     int8 per-channel weights ``k = gamma / sqrt(var + eps)``, int32 bias, requantize."""
-    x, gamma, beta, mean, var = call.inputs
+    x, px = call.inputs[0], call.params[0]
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    w_q, bias, bias_scale = call.memo(("batchnorm", x.ndim), lambda: _batch_norm_constants(call, shape))
+    acc = _integral(_centered(x, px) * w_q) + bias
+    return _requantize(call, acc, bias_scale / float(call.out[0].scale), 1)
+
+
+def _batch_norm_constants(call: IntCall, shape: tuple):
+    """Per-channel int8 weights, int32 bias and their scale, from the float statistics."""
+    _, gamma, beta, mean, var = call.inputs
     px = call.params[0]
     k = gamma.astype(np.float64) / np.sqrt(var.astype(np.float64) + call.op.epsilon)
     shift = beta.astype(np.float64) - mean.astype(np.float64) * k
@@ -247,9 +293,7 @@ def batch_norm(call: IntCall):
     w_q = np.clip(_round_half_away(k / w_scale), -127, 127)
     bias_scale = float(px.scale) * w_scale
     bias = _round_half_away(shift / bias_scale)
-    shape = (1, -1) + (1,) * (x.ndim - 2)
-    acc = _integral(_centered(x, px) * w_q.reshape(shape)) + bias.astype(np.int64).reshape(shape)
-    return _requantize(call, acc, bias_scale / float(call.out[0].scale), 1)
+    return w_q.reshape(shape), bias.astype(np.int64).reshape(shape), bias_scale
 
 
 # --- Softmax: TFLite's int8 reference kernel --------------------------------------------------
