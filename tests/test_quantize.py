@@ -131,3 +131,30 @@ def test_empty_and_nonfinite_calibration_sets(model, samples):
     bad[3, 0, 5, 5] = np.nan
     with pytest.raises(lwnn.CalibrationError, match="image"):
         lwnn.quantize(model, {"image": bad}, progress=False)
+
+
+def test_s8_bias_stays_in_int32_for_a_near_dead_channel():
+    """A channel whose weights are ~0 but whose bias is not would need a bias code beyond int32;
+    the weight scale is widened so the bias fits (as TFLite's quantizer does)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((2, 1, 3, 3)).astype(np.float32)
+    w[1] *= 1e-9  # a dead channel
+    b = np.array([0.5, 3.0], np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", pads=[1, 1, 1, 1])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
+    )
+    model = lwnn.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert isinstance(model, lwnn.Model) and onnx is not None
+    x = rng.standard_normal((16, 1, 8, 8)).astype(np.float32)
+    q = lwnn.quantize(model, {"x": x}, "s8", progress=False)
+    assert np.abs(q.raw("b").astype(np.int64)).max() <= 2**30
+    y, ref = q.run({"x": x[:1]})["y"], model.run({"x": x[:1]})["y"]
+    assert q.overflow == {}
+    np.testing.assert_allclose(y[0, 1], 3.0, atol=float(q.tensor_params("y").scale))
+    assert np.abs(y - ref).max() <= 2 * float(q.tensor_params("y").scale) + 0.05 * np.abs(ref).max()

@@ -132,9 +132,28 @@ class _ParamAssigner:
             axis = rules.weight_channel_axis(layer) % w.ndim
             if self.per_channel and self._per_channel_possible(layer, w):
                 reduce = tuple(d for d in range(w.ndim) if d != axis)
-                return symmetric_from_absmax(np.abs(w).max(axis=reduce), 8, axis, name=name)
-            return symmetric_from_absmax(float(np.abs(w).max()), 8, name=name)
+                absmax = np.maximum(np.abs(w).max(axis=reduce), self._bias_floor(layer, per_channel=True))
+                return symmetric_from_absmax(absmax, 8, axis, name=name)
+            absmax = max(float(np.abs(w).max()), float(np.max(self._bias_floor(layer, per_channel=False))))
+            return symmetric_from_absmax(absmax, 8, name=name)
         return self._qformat(float(np.abs(w).max()), name)
+
+    def _bias_floor(self, layer: Layer, per_channel: bool) -> np.ndarray | float:
+        """Smallest weight absmax that keeps the int32 bias ``b / (s_x * s_w)`` within 2^30.
+
+        A channel with near-zero weights but a real bias would otherwise get a bias code beyond
+        int32 (TFLite's quantizer widens such weight scales too); 2^30 leaves the accumulation
+        a bit of room."""
+        roles = rules.input_roles(layer, self.constants)
+        if "bias" not in roles or layer.inputs[0] not in self.params:
+            return 0.0
+        b = np.abs(np.asarray(self.constants[layer.inputs[roles.index("bias")]], np.float64))
+        if not per_channel:
+            b = b.max(initial=0.0)
+        elif b.ndim > 1:
+            b = b.reshape(-1, b.shape[-1]).max(axis=0)
+        s_x = float(self.params[layer.inputs[0]].scale)
+        return b * 127.0 / (s_x * 2.0**30)
 
     def _per_channel_possible(self, layer: Layer, w: np.ndarray) -> bool:
         if layer.op_type == "ConvTranspose" and layer.op.group > 1:
