@@ -16,6 +16,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from reference_tflite import ref_mbqm, ref_quantize_multiplier, ref_rdbpot, ref_srdhm, wrap32
 
 from lwnn import CalibrationError, FeedError
 from lwnn.quant import fixedpoint as fp
@@ -35,15 +36,6 @@ N_RANDOM = 50_000  # random cases per property, on top of the edge cases
 # --- scalar references (Python ints, C semantics) --------------------------------------------
 
 
-def wrap32(v: int) -> int:
-    """What an int32 register holds after two's-complement arithmetic."""
-    return (v + 2**31) % 2**32 - 2**31
-
-
-def c_div(a: int, b: int) -> int:
-    """C integer division: truncates towards zero."""
-    q = abs(a) // abs(b)
-    return q if (a >= 0) == (b > 0) else -q
 
 
 def ssat(v: int, bits: int) -> int:
@@ -52,22 +44,6 @@ def ssat(v: int, bits: int) -> int:
     return min(max(v, lo), hi)
 
 
-def ref_srdhm(a: int, b: int) -> int:
-    """gemmlowp SaturatingRoundingDoublingHighMul(int32, int32)."""
-    overflow = a == b == I32_MIN
-    ab = a * b
-    nudge = 2**30 if ab >= 0 else 1 - 2**30
-    high = wrap32(c_div(ab + nudge, 2**31))  # static_cast<int32_t>
-    return I32_MAX if overflow else high
-
-
-def ref_rdbpot(x: int, exponent: int) -> int:
-    """gemmlowp RoundingDivideByPOT(int32 x, int exponent)."""
-    assert 0 <= exponent <= 31
-    mask = (1 << exponent) - 1
-    remainder = x & mask  # Python's & on negatives is two's complement, like int32 & mask
-    threshold = (mask >> 1) + (1 if x < 0 else 0)
-    return (x >> exponent) + (1 if remainder > threshold else 0)
 
 
 def ref_round_half_away(v: Fraction) -> int:
@@ -76,26 +52,6 @@ def ref_round_half_away(v: Fraction) -> int:
     return r if v >= 0 else -r
 
 
-def ref_quantize_multiplier(real: float) -> tuple[int, int]:
-    """TFLite QuantizeMultiplier (double-rounding build)."""
-    if real == 0.0:
-        return 0, 0
-    q, shift = math.frexp(real)
-    q_fixed = ref_round_half_away(Fraction(q) * 2**31)
-    assert q_fixed <= 2**31
-    if q_fixed == 2**31:
-        q_fixed //= 2
-        shift += 1
-    if shift < -31:
-        shift, q_fixed = 0, 0
-    return q_fixed, shift
-
-
-def ref_mbqm(x: int, multiplier: int, shift: int) -> int:
-    """TFLite MultiplyByQuantizedMultiplier (double rounding); `x * (1 << left)` wraps in int32."""
-    left = shift if shift > 0 else 0
-    right = 0 if shift > 0 else -shift
-    return ref_rdbpot(ref_srdhm(wrap32(x * (1 << left)), multiplier), right)
 
 
 def ref_requantize_s8(acc, multiplier, shift, zp, act_min, act_max) -> int:

@@ -28,6 +28,16 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from reference_tflite import (
+    I32_MAX,
+    I32_MIN,
+    c_div,
+    ref_mbqm,
+    ref_quantize_multiplier,
+    ref_rdbpot,
+    ref_srdhm,
+    wrap32,
+)
 
 from lwnn.backends.cpu import KERNELS as FLOAT_KERNELS
 from lwnn.backends.cpu_int import IntCall, kernel_for
@@ -40,7 +50,6 @@ from lwnn.ops import shape as shape_ops
 from lwnn.quant import fixedpoint as fp
 from lwnn.quant.params import AffineParams, affine_from_range, bias_params, symmetric_from_absmax
 
-I32_MIN, I32_MAX = -(2**31), 2**31 - 1
 
 # --- agreement criterion and off-by-one bookkeeping ------------------------------------------
 
@@ -143,54 +152,6 @@ def ort_qdq(op_type: str, xs: list[np.ndarray], in_params: list[AffineParams], o
 # --- scalar references: gemmlowp fixedpoint.h and TFLite, Python ints with C semantics -------
 
 
-def wrap32(v: int) -> int:
-    return (v + 2**31) % 2**32 - 2**31
-
-
-def c_div(a: int, b: int) -> int:
-    """C integer division (truncates towards zero)."""
-    q = abs(a) // abs(b)
-    return q if (a >= 0) == (b > 0) else -q
-
-
-def ref_srdhm(a: int, b: int) -> int:
-    """gemmlowp SaturatingRoundingDoublingHighMul(int32, int32)."""
-    if a == b == I32_MIN:
-        return I32_MAX
-    ab = a * b
-    nudge = 2**30 if ab >= 0 else 1 - 2**30
-    return wrap32(c_div(ab + nudge, 2**31))
-
-
-def ref_rdbpot(x: int, exponent: int) -> int:
-    """gemmlowp RoundingDivideByPOT."""
-    assert 0 <= exponent <= 31
-    mask = (1 << exponent) - 1
-    remainder = x & mask
-    threshold = (mask >> 1) + (1 if x < 0 else 0)
-    return (x >> exponent) + (1 if remainder > threshold else 0)
-
-
-def ref_quantize_multiplier(real: float) -> tuple[int, int]:
-    """TFLite QuantizeMultiplier (double-rounding build)."""
-    if real == 0.0:
-        return 0, 0
-    q, shift = math.frexp(real)
-    v = Fraction(q) * 2**31
-    q_fixed = math.floor(v + Fraction(1, 2))  # TfLiteRound of a positive value
-    if q_fixed == 2**31:
-        q_fixed //= 2
-        shift += 1
-    if shift < -31:
-        shift, q_fixed = 0, 0
-    return q_fixed, shift
-
-
-def ref_mbqm(x: int, multiplier: int, shift: int) -> int:
-    """TFLite MultiplyByQuantizedMultiplier (double rounding)."""
-    left = shift if shift > 0 else 0
-    right = 0 if shift > 0 else -shift
-    return ref_rdbpot(ref_srdhm(wrap32(x * (1 << left)), multiplier), right)
 
 
 def ref_mbqm_smaller_than_one_exp(x: int, multiplier: int, left_shift: int) -> int:
