@@ -50,7 +50,6 @@ from lwnn.ops import shape as shape_ops
 from lwnn.quant import fixedpoint as fp
 from lwnn.quant.params import AffineParams, affine_from_range, bias_params, symmetric_from_absmax
 
-
 # --- agreement criterion and off-by-one bookkeeping ------------------------------------------
 
 OFF_BY_ONE: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # what -> [off by one, total]
