@@ -227,12 +227,10 @@ class _Execution:
         if not self.record:
             return outputs
         qm._last_raw = {n: v for n, v in self.raws.items() if n not in qm._raw_constants}
+        folded = {n for layer in self.plan.folded for n in layer.outputs}
         tensors = {n: self._float(n) for n in list(self.floats) + list(self.raws)
-                   if n not in self.plan.constants or n in self._folded_names()}
+                   if n not in self.plan.constants or n in folded}
         return Recording(tensors, self.executed_by, self.plan.outputs, seconds)
-
-    def _folded_names(self) -> set[str]:
-        return {n for layer in self.plan.folded for n in layer.outputs}
 
     def _run_integer(self, layer, kernel) -> int:
         roles = self.qm._roles.get(layer.name) or rules.input_roles(layer, self.qm.model.graph.constants)

@@ -8,12 +8,7 @@ import numpy as np
 
 from lwnn.backends.cpu import KERNELS as FLOAT_KERNELS
 from lwnn.backends.cpu_int.registry import INT_KERNELS, IntCall
-
-# Output parameters equal those of input 0 for these ops (see lwnn.quant.rules).
-SAME_PARAMS_OPS = (
-    "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Slice", "Split",
-    "Pad", "MaxPool", "GlobalMaxPool", "Expand", "Gather",
-)
+from lwnn.quant.rules import MOVEMENT_OPS
 
 
 def _movement(call: IntCall):
@@ -41,6 +36,6 @@ def _resize(call: IntCall):
 _resize.supports = lambda layer: layer.op.mode == "nearest"  # linear interpolates: not a move
 
 for _family in INT_KERNELS.values():
-    for _op in SAME_PARAMS_OPS:
+    for _op in MOVEMENT_OPS:
         _family[_op] = _pad if _op == "Pad" else _movement
     _family["Resize"] = _resize

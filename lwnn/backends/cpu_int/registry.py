@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from lwnn.graph import Layer
 
 FAMILIES = {"s8": "s8", "q8": "qformat", "q16": "qformat"}
@@ -29,7 +27,6 @@ class IntCall:
     bits: int
     roles: list = field(default_factory=list)  # lwnn.quant.rules roles of the inputs
     overflow: int = 0
-    notes: list[str] = field(default_factory=list)
     # Per-layer memo that lives as long as the quantized model (parameters never change there):
     # kernels keep derived constants in it (multipliers, tables, centred weights).
     cache: dict = field(default_factory=dict)
@@ -67,7 +64,3 @@ def kernel_for(scheme: str, layer: Layer) -> Callable | None:
     if fn is not None and supports is not None and not supports(layer):
         return None
     return fn
-
-
-def as_i64(x) -> np.ndarray:
-    return np.asarray(x).astype(np.int64)
