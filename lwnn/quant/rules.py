@@ -24,13 +24,13 @@ _ROLES = {
     "Gather": ("act", "raw"),
 }
 
-# Outputs that keep input 0's parameters (moves and selections, and TFLite's int8 average pool).
 # Ops that only move or select values; their integer kernels are the float ones on codes
 # (lwnn.backends.cpu_int.movement).
 MOVEMENT_OPS = (
     "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Slice", "Split", "Pad",
     "MaxPool", "GlobalMaxPool", "Expand", "Gather",
 )
+# Outputs that keep input 0's parameters (moves and selections, and TFLite's int8 average pool).
 SAME_AS_INPUT = {*MOVEMENT_OPS, "AveragePool", "GlobalAveragePool"}
 
 
