@@ -14,8 +14,11 @@ import lwnn
 from lwnn.data import default_model_path, default_samples
 from lwnn.quant.observers import TensorObserver, observe
 from lwnn.quant.ranges import (
+    _KL_TIE,
+    _MSE_TIE,
     METHODS,
     RangeChoice,
+    _first_best,
     _kl_divergences,
     channel_ranges,
     choose_frac_bits,
@@ -486,3 +489,33 @@ def with_nan(calib):
 def test_observe_errors(model, calib, feeds, kwargs, match):
     with pytest.raises(lwnn.CalibrationError, match=match):
         observe(model, feeds(calib), progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("method", ["kl", "mse"])
+@pytest.mark.parametrize("bits", [8, 16])
+def test_range_choice_ignores_last_bit_changes_of_the_data(method, bits):
+    """The float reference's last bits depend on the BLAS kernel; the calibrated range must not.
+    Moving values by one ulp (which moves some across bin edges) leaves the choice alone: scores
+    that differ by rounding noise are ties, broken by the documented order. On 16 bits KL scores
+    every unclipped Q as ~1e-14 (noise), so the tie goes to Q0, minmax's choice."""
+    rng = np.random.default_rng(RNG_SEED)
+    x = np.maximum(rng.normal(1.0, 1.5, 400_000), 0).astype(np.float32)  # a ReLU output
+    x[0] = 6.0205
+    base = TensorObserver.of(x)
+    q, r = choose_frac_bits(base, method, bits), choose_range(base, method, bits=bits)
+    if method == "kl" and bits == 16:
+        assert q == choose_frac_bits(base, "minmax", 16)
+    for _ in range(6):
+        up = rng.random(x.size) < 0.5
+        nudged = np.where(x > 0, np.nextafter(x, np.where(up, np.inf, 0).astype(np.float32)), x)
+        obs = TensorObserver.of(nudged)  # a ReLU output stays >= 0
+        assert choose_frac_bits(obs, method, bits) == q
+        assert abs(choose_range(obs, method, bits=bits).hi - r.hi) <= 2 * base.bin_width
+
+
+def test_near_equal_scores_are_ties():
+    """The q16 KL scores of the Fashion CNN's first ReLU under two BLAS kernels: Q0 and Q0 - 1
+    both clip nothing and score rounding noise; the first listed (Q0) must win either way."""
+    assert _first_best([8.745e-15, 4.9e-3, 8.3e-2, 0.30, 7.496e-15], _KL_TIE, 0.0) == 0
+    assert _first_best([1.0, 1.0 + 1e-12, 0.5 + 1e-13, 0.5], 0.0, _MSE_TIE) == 2
+    assert _first_best([np.inf, 3.0, 2.0], _KL_TIE, 0.0) == 2

@@ -55,6 +55,13 @@ METHODS = ("minmax", "percentile", "kl", "mse")
 ZERO_RANGE_DEFAULT = 1.0
 DEFAULT_KL_BINS = 2048
 _KL_EPS = 1e-4  # smoothing count for empty candidate bins (as MXNet's calibration does)
+# Scores closer than these are ties. The histograms are integer counts, but the float reference
+# that fills them differs in its last bits between BLAS kernels (docs/architecture.md,
+# "Portability"): a value crossing a bin edge moves a score by rounding noise, and two candidates
+# that are equal in exact arithmetic (q16's KL is ~0 for every range that clips nothing) must not
+# be told apart by that noise. KL is in nats: one count in N values moves it by ~1/N >> 1e-12.
+_KL_TIE = 1e-12
+_MSE_TIE = 1e-9  # relative: the error's unit is the tensor's squared unit
 
 
 @dataclass(frozen=True)
@@ -149,7 +156,7 @@ def choose_frac_bits(
     candidates = [*range(q0, q0 + search + 1), q0 - 1]
     score = _q_kl if method == "kl" else _q_mse
     scores = [score(observer, q, bits, kl_bins) for q in candidates]
-    return candidates[int(np.argmin(scores))]
+    return candidates[_first_best(scores, *((_KL_TIE, 0.0) if method == "kl" else (0.0, _MSE_TIE)))]
 
 
 def channel_ranges(observer: TensorObserver, *, symmetric: bool = True) -> RangeChoice:
@@ -283,6 +290,15 @@ def _asymmetric(observer, method, bits, percentile, kl_bins, kl_levels, mse_cand
 # --- histogram arithmetic ---------------------------------------------------------------------
 
 
+def _first_best(scores, atol: float, rtol: float) -> int:
+    """Index of the first score within ``atol + rtol * |min|`` of the minimum: candidates are
+    listed in the order their ties should be broken, and a difference below the tolerance is
+    rounding noise (see ``_KL_TIE``). Infinite scores never win."""
+    scores = np.asarray(scores, np.float64)
+    best = float(np.min(scores))
+    return int(np.flatnonzero(scores <= best + atol + rtol * abs(best))[0])
+
+
 def _quantile(counts: np.ndarray, edges: np.ndarray, q: float) -> float:
     """The value below which a fraction ``q`` of the histogram lies (uniform within bins)."""
     cum = np.concatenate([[0], np.cumsum(counts)])
@@ -340,7 +356,7 @@ def _mse_symmetric(observer: TensorObserver, counts: np.ndarray, step_per_t: flo
     beyond, err = _tail(counts, observer.bin_width, t, top)
     inside = np.maximum(observer.count - observer.zero_count - beyond, 0.0)
     mse = err + (t * step_per_t) ** 2 / 12 * inside
-    return float(t[int(np.argmin(mse))])
+    return float(t[_first_best(mse, 0.0, _MSE_TIE)])
 
 
 def _mse_asymmetric(observer: TensorObserver, bits: int, limit: int) -> tuple[float, float]:
@@ -354,7 +370,7 @@ def _mse_asymmetric(observer: TensorObserver, bits: int, limit: int) -> tuple[fl
     step = (hi[:, None] + lo[None, :]) / (2**bits - 1)
     inside = np.maximum(observer.count - observer.zero_count - n_hi[:, None] - n_lo[None, :], 0.0)
     mse = e_hi[:, None] + e_lo[None, :] + step**2 / 12 * inside
-    i, j = np.unravel_index(int(np.argmin(mse)), mse.shape)
+    i, j = np.unravel_index(_first_best(mse.ravel(), 0.0, _MSE_TIE), mse.shape)
     return -float(lo[j]), float(hi[i])
 
 
@@ -382,7 +398,7 @@ def _kl_threshold(counts, w, levels: int, top: float, kl_bins: int) -> tuple[flo
         return top, (f"kl: {hist.size} used bins <= {levels} levels, so no clipping",)
     candidates = np.arange(levels, hist.size + 1)
     divergences = _kl_divergences(hist, candidates, levels)[::-1]
-    best = int(candidates[-1 - int(np.argmin(divergences))])  # ties: the largest threshold
+    best = int(candidates[-1 - _first_best(divergences, _KL_TIE, 0.0)])  # ties: the largest threshold
     notes = ()
     if best == levels:
         notes = (f"kl: threshold at the smallest candidate ({levels} bins of {width:.3g}); "
