@@ -24,12 +24,13 @@ from lwnn.loader import load
 from lwnn.model import Model
 from lwnn.quant.qmodel import QuantizedModel
 from lwnn.quant.quantize import quantize
-from lwnn.tolerance import Approx, ClaimError, approx
+from lwnn.tolerance import Approx, ClaimError, approx, leaders
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Approx", "BackendUnavailable", "CalibrationError", "ClaimError", "Comparison", "FeedError", "Graph",
     "KernelError", "Layer", "LayerRow", "LwnnError", "Model", "ModelFormatError", "QuantizedModel",
-    "Recording", "ShapeError", "TensorSpec", "UnsupportedOpError", "approx", "compare", "load", "quantize",
+    "Recording", "ShapeError", "TensorSpec", "UnsupportedOpError", "approx", "compare", "leaders", "load",
+    "quantize",
 ]

@@ -63,3 +63,29 @@ def _decimals(tol: float) -> int:
     if tol <= 0:
         return 3
     return max(0, -math.floor(math.log10(tol) + 1e-9))
+
+
+def leaders(scores, within: float, tol: float, *, higher_is_better: bool = True,
+            what: str = "scores") -> list:
+    """The keys of ``scores`` (a mapping or a pandas Series) whose score lies within ``within`` of
+    the best, in their given order, provided that moving every score by up to ``tol`` cannot change
+    that set: no score's distance to the best may lie within ``2 * tol`` of ``within`` (else
+    ``ClaimError``, naming the undecided keys; choose another ``within`` or show fewer digits).
+
+    ``leaders({"kl": 0.965, "minmax": 0.968, "mse": 0.936}, within=0.01, tol=0.003)`` is
+    ``["kl", "minmax"]``: the best two are 0.003 apart, the third 0.032 behind.
+    """
+    if not (0 <= tol and 2 * tol < within):
+        raise ValueError(f"leaders({what}): expected 0 <= 2 * tol < within. Received: within={within!r}, "
+                         f"tol={tol!r}.")
+    items = [(key, float(value)) for key, value in scores.items()]
+    if not items or not all(math.isfinite(v) for _, v in items):
+        raise ClaimError(f"leaders({what}): expected finite scores. Received: {dict(items)}.")
+    sign = 1.0 if higher_is_better else -1.0
+    best = max(sign * v for _, v in items)
+    gaps = {key: best - sign * v for key, v in items}
+    undecided = {key: round(gap, 6) for key, gap in gaps.items() if abs(gap - within) <= 2 * tol}
+    if undecided:
+        raise ClaimError(f"leaders({what}): within {within:g} of the best is not decided at a tolerance of "
+                         f"{tol:g}; distance to the best of the keys at the edge: {undecided}.")
+    return [key for key, gap in gaps.items() if gap <= within]
