@@ -33,6 +33,7 @@ while (($#)); do
 done
 case "$PART" in all|notebooks|tests) ;; *) echo "check_portability: --part is all, notebooks or tests; got '$PART'" >&2; exit 2 ;; esac
 [[ -x "$PY" ]] || { echo "check_portability: no venv at $VENV; run scripts/setup.sh first" >&2; exit 2; }
+source scripts/nbval_args.sh
 LOGS="${LWNN_PORTABILITY_LOGS:-$(mktemp -d -t lwnn-portability.XXXXXX)}"
 mkdir -p "$LOGS"
 CORES="$(nproc)"
@@ -101,8 +102,7 @@ for kernel in $KERNELS; do
             MKL_NUM_THREADS="$threads"
         unset OPENBLAS_L2_SIZE
         if [[ "$PART" != tests ]]; then
-            s="$(pytest_run "$LOGS/$tag-notebooks.log" "$workers" --nbval --nbval-current-env \
-                --nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout 300 notebooks)" || status="FAIL"
+            s="$(pytest_run "$LOGS/$tag-notebooks.log" "$workers" "${NBVAL_ARGS[@]}")" || status="FAIL"
             detail+=("notebooks: $s")
         fi
         if [[ "$PART" != notebooks ]]; then

@@ -9,17 +9,8 @@ bash scripts/setup.sh || exit 1
 VENV="${LWNN_VENV:-.venv}"
 PY="$VENV/bin/python"
 
-# --- Notebooks as regression tests (nbval) -----------------------------------------------------
-# Every notebook under notebooks/ runs top to bottom in a fresh kernel of this venv, in the same
-# pytest call, and its outputs must equal the saved ones (strict: no --nbval-lax; single cells
-# opt out with a "# NBVAL_IGNORE_OUTPUT" comment saying why). notebooks/sanitize.cfg masks
-# timings, memory addresses, progress bars and the file paths in warnings. Regenerate the saved
-# outputs after a library change with `.venv/bin/python scripts/run_notebooks.py`.
-NBVAL_ARGS=()
-if compgen -G "notebooks/*.ipynb" >/dev/null || compgen -G "notebooks/models/*.ipynb" >/dev/null; then
-    NBVAL_ARGS=(--nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
-                --nbval-cell-timeout 300 notebooks)
-fi
+# --- Notebooks as regression tests (nbval): NBVAL_ARGS ------------------------------------------
+source scripts/nbval_args.sh
 
 # The browser test (tests/test_browser.py: JupyterLab + Debian's Chromium through playwright) skips
 # when Chromium is missing on a developer's machine; here a missing browser is a failure.
