@@ -34,8 +34,6 @@ done
 case "$PART" in all|notebooks|tests) ;; *) echo "check_portability: --part is all, notebooks or tests; got '$PART'" >&2; exit 2 ;; esac
 [[ -x "$PY" ]] || { echo "check_portability: no venv at $VENV; run scripts/setup.sh first" >&2; exit 2; }
 source scripts/nbval_args.sh
-LOGS="${LWNN_PORTABILITY_LOGS:-$(mktemp -d -t lwnn-portability.XXXXXX)}"
-mkdir -p "$LOGS"
 CORES="$(nproc)"
 FLAGS="$(grep -m1 '^flags' /proc/cpuinfo)"
 has() { [[ " $FLAGS " == *" $1 "* ]]; }
@@ -43,12 +41,24 @@ has() { [[ " $FLAGS " == *" $1 "* ]]; }
 # Whether this CPU can execute a kernel's instructions (forcing one it cannot is SIGILL).
 runnable() {
     case "$1" in
-        SkylakeX|Cooperlake) has avx512f && has avx512bw && has avx512vl && has avx512dq ;;
+        SkylakeX|Cooperlake|SapphireRapids) has avx512f && has avx512bw && has avx512vl && has avx512dq ;;
         Haswell|Zen) has avx2 && has fma ;;
         Sandybridge) has avx ;;
-        *) return 0 ;;
+        Nehalem|Prescott) return 0 ;;
     esac
 }
+for kernel in $KERNELS; do
+    case "$kernel" in
+        SkylakeX|Cooperlake|SapphireRapids|Haswell|Zen|Sandybridge|Nehalem|Prescott) ;;
+        *) echo "check_portability: unknown kernel '$kernel'; known: Haswell SkylakeX Cooperlake" \
+                "SapphireRapids Zen Sandybridge Nehalem Prescott" >&2; exit 2 ;;
+    esac
+done
+[[ "$THREADS" =~ ^[1-9][0-9]*( [1-9][0-9]*)*$ ]] \
+    || { echo "check_portability: --threads takes counts such as \"1 2\"; got '$THREADS'" >&2; exit 2; }
+
+LOGS="${LWNN_PORTABILITY_LOGS:-$(mktemp -d -t lwnn-portability.XXXXXX)}"
+mkdir -p "$LOGS"
 
 # The core name OpenBLAS really uses under OPENBLAS_CORETYPE=$1 (numpy's bundled OpenBLAS).
 corename() {
