@@ -22,7 +22,8 @@ def expected_runtime(model, plan, layer) -> str:
 
 
 def bound(ref: np.ndarray, rtol: float) -> float:
-    """Step 1's bound: rtol relative to the tensor's magnitude, absolute below magnitude 1."""
+    """The float bound (docs/architecture.md, "Float accuracy"): rtol relative to the tensor's
+    magnitude, absolute below magnitude 1."""
     return rtol * max(1.0, float(np.max(np.abs(ref.astype(np.float64)))) if ref.size else 1.0)
 
 

@@ -1,11 +1,11 @@
-"""Every op on OpenCL against the CPU float backend, over Step 1's attribute grid.
+"""Every op on OpenCL against the CPU float backend, over test_ops' attribute grid.
 
 The test functions of ``test_ops`` (the grid checked against onnxruntime) are collected here a
 second time with ``check_op`` replaced by ``check_on_opencl``: the same one-node models and inputs,
 but the oracle is lwnn's CPU float backend (itself checked against onnxruntime in test_ops), within
-Step 1's bound (1e-5 relative, absolute below magnitude 1). Each case also checks that the layer ran
-on the device where the runtime has a kernel for it, and on the CPU (with the copies recorded)
-where it does not.
+the float bound of docs/architecture.md, "Float accuracy" (1e-5 relative, absolute below
+magnitude 1). Each case also checks that the layer ran on the device where the runtime has a kernel
+for it, and on the CPU (with the copies recorded) where it does not.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Quantized-model execution modes: isolated runs, mixed integer schemes, folding before
 quantization. Integer results are checked against straightforward int64 references written here
-(the q-format dense formula of DESIGN.md section 5), against independent conversions, and across
-save/load."""
+(the q-format dense formula of docs/architecture.md, "Quantization schemes"), against independent
+conversions, and across save/load."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def in_of(model, layer_name: str) -> str:
 
 
 def q_format_codes(x: np.ndarray, q: int, bits: int) -> np.ndarray:
-    """floor(x * 2^Q + 1/2), saturated: the q-format rounding of DESIGN.md, in float64."""
+    """floor(x * 2^Q + 1/2), saturated: the q-format rounding of docs/architecture.md, in float64."""
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     return np.clip(np.floor(x.astype(np.float64) * 2.0**q + 0.5), lo, hi).astype(np.int64)
 

@@ -1,5 +1,5 @@
 """``lwnn.compare``: run a float model and its quantized versions on the same feeds and measure
-every layer's output error (DESIGN.md section 6)."""
+every layer's output error (docs/architecture.md, "Comparison")."""
 
 from __future__ import annotations
 

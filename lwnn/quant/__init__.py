@@ -1,2 +1,2 @@
 """Quantization: calibration (observers, range choice), quantization parameters, and the
-fixed-point arithmetic that integer runtimes share (DESIGN.md section 5)."""
+fixed-point arithmetic that integer runtimes share (docs/architecture.md, "Quantization schemes")."""

@@ -1,4 +1,4 @@
-"""Quantization parameters: values that travel with tensors (STYLE.md rule 3).
+"""Quantization parameters: values that travel with tensors (docs/architecture.md, "Quantization schemes").
 
 Two schemes, each with one rounding rule for turning floats into integers:
 
@@ -313,7 +313,7 @@ def bias_params(x: AffineParams, w: AffineParams) -> AffineParams:
 class QFormat:
     """q8/q16 power-of-two format: ``real = q * 2**-frac_bits``, symmetric, no zero offset.
 
-    ``frac_bits`` (the ``Q`` of DESIGN.md) may be negative: then each step is ``2**-frac_bits``
+    ``frac_bits`` (the ``Q`` of docs/architecture.md) may be negative: then each step is ``2**-frac_bits``
     > 1. Codes saturate to ``[-2^(bits-1), 2^(bits-1)-1]`` (CMSIS ``__SSAT``).
     """
 
@@ -364,7 +364,7 @@ class QFormat:
 
 
 def qformat_from_absmax(absmax: float, bits: int = 8, *, name: str | None = None) -> QFormat:
-    """The full-range Q of DESIGN.md: ``Q = (bits-1) - ceil(log2(absmax))``.
+    """The full-range Q (docs/architecture.md, "Quantization schemes"): ``Q = (bits-1) - ceil(log2(absmax))``.
 
     An all-zero tensor (``absmax == 0``) gets ``Q = bits-1`` (range about +-1): any Q represents
     0 exactly, and this one keeps shifts small.

@@ -1,6 +1,6 @@
 """Range choice: pure functions from a ``TensorObserver`` to a clipping range or a Q format.
 
-Methods (DESIGN.md section 5, "Calibration"):
+Methods (docs/architecture.md, "Quantization schemes"):
 
 * ``minmax``: the observed range (LWNN's only method); never clips.
 * ``percentile``: the ``percentile``-th percentile of |x| (symmetric), or the
@@ -133,7 +133,7 @@ def choose_frac_bits(
     """Fractional bits Q of a symmetric power-of-two format (``real = q * 2**-Q``, q in
     ``[-2**(bits-1), 2**(bits-1) - 1]``) for one tensor.
 
-    ``minmax``: ``Q = (bits-1) - ceil(log2(max|x|))`` (DESIGN.md; an exact power of two max
+    ``minmax``: ``Q = (bits-1) - ceil(log2(max|x|))`` (docs/architecture.md; an exact power of two max
     saturates by one LSB, as in LWNN). ``percentile``: the same formula at the percentile of |x|,
     i.e. the smallest power-of-two range that clips at most ``100 - percentile`` % of the values.
     ``mse``/``kl``: the best of ``Q0 - 1 .. Q0 + search`` by that method's criterion (``mse``: the

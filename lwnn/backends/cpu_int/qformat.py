@@ -1,5 +1,5 @@
 """q8/q16 kernels: CMSIS-NN legacy q7/q15 semantics with power-of-two Q formats
-(DESIGN.md section 5). Data-movement ops are shared with s8 (``movement``).
+(docs/architecture.md, "Quantization schemes"). Data-movement ops are shared with s8 (``movement``).
 
 Every tensor holds codes ``q`` with ``real = q * 2**-Q``. One rounding rule, half up
 (CMSIS ``NN_ROUND``), wherever bits are dropped by a shift; ``SSAT`` saturation to the output's

@@ -1,4 +1,4 @@
-"""s8 kernels: TFLite int8 semantics (DESIGN.md section 5).
+"""s8 kernels: TFLite int8 semantics (docs/architecture.md, "Quantization schemes").
 
 Accumulations run through the float kernels in float64 on ``q - zero_point`` (exact: int8
 products summed in float64 are exact far beyond any layer's size; zero padding of the shifted
