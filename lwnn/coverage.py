@@ -1,5 +1,6 @@
-"""The coverage table (layer x runtime: Y native, F falls back to CPU float, N unsupported),
-generated from the registered ops and runtimes, never written by hand."""
+"""The coverage table (layer x runtime: Y native; C on the CPU in the same integer scheme, for a
+device's integer runtime; F falls back to CPU float; N unsupported), generated from the
+registered ops and runtimes (``lwnn.backends.runtimes``), never written by hand."""
 
 from __future__ import annotations
 
@@ -53,18 +54,19 @@ def _seed_layers() -> list[tuple[str, object]]:
 class CoverageRow:
     layer: str
     op_type: str
-    support: tuple[str, ...]  # one of "Y", "F", "N" per runtime column
+    support: tuple[str, ...]  # one of "Y", "C", "F", "N" per runtime column
 
 
 def _support(op, column: str) -> str:
     if op is None:
         return "N"
     runtime = runtime_for_column(column)
-    if runtime is None:
-        return "N"
     layer = Layer("coverage", op, ("a", "b"), ("y",))  # binary arity: Add and Mul kernels need two
     if runtime.supports(layer):
         return "Y"
+    if runtime.backend != "cpu" and runtime.scheme != "float" and \
+            runtime_for_column(f"cpu {runtime.scheme}").supports(layer):
+        return "C"
     if column != "cpu float" and runtime_for_column("cpu float").supports(layer):
         return "F"
     return "N"

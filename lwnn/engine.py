@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lwnn.backends.cpu import KERNELS as CPU_KERNELS
+from lwnn.backends.cpu import run_cpu_kernel
 from lwnn.errors import KernelError, LwnnError, ShapeError, UnsupportedOpError
 from lwnn.graph import Graph, Layer
 
@@ -48,20 +48,6 @@ class Plan:
                 self.last_use[name] = i
         for name in self.outputs:
             self.last_use[name] = len(self.fast_steps)
-
-
-def run_cpu_kernel(layer: Layer, args: list) -> list[np.ndarray]:
-    """Run one layer with the CPU float kernels (also used to fold constants)."""
-    try:
-        fn = CPU_KERNELS[layer.op_type]
-    except KeyError:
-        raise UnsupportedOpError(
-            f"Layer {layer.name!r}: op {layer.op_type} has no CPU float kernel."
-        ) from None
-    while args and args[-1] is None:
-        args = args[:-1]  # trailing omitted optional inputs
-    out = fn(layer.op, *args)
-    return list(out) if isinstance(out, tuple | list) else [out]
 
 
 def _in_context(layer: Layer, err: LwnnError) -> LwnnError:

@@ -3,7 +3,8 @@
 #
 # Each notebook runs top to bottom in a fresh kernel of the current venv, in the same pytest call
 # as the suite, and its outputs must equal the saved ones (strict: no --nbval-lax; single cells
-# opt out with a "# NBVAL_IGNORE_OUTPUT: why" comment and check their claims instead).
+# opt out with a "# NBVAL_IGNORE_OUTPUT" line, the reason on the next comment line, and check
+# their claims instead; tests/test_notebook_markers.py checks that form).
 # notebooks/sanitize.cfg masks timings, memory addresses, progress bars and the file paths in
 # warnings. Regenerate the saved outputs after a library change with
 # `.venv/bin/python scripts/run_notebooks.py`.

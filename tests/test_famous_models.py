@@ -61,7 +61,7 @@ def test_lwnn_matches_onnxruntime(name, scenes):
     ref = ort_outputs(name, feeds)
     assert set(got) == set(ref)
     for key in ref:
-        np.testing.assert_allclose(got[key], ref[key], rtol=1e-4, atol=1e-4, err_msg=f"{name}: {key}")
+        np.testing.assert_allclose(got[key], ref[key], rtol=1e-5, atol=1e-5, err_msg=f"{name}: {key}")
 
 
 def check_detections(model, images, label_offset: int) -> None:

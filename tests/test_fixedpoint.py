@@ -1,6 +1,6 @@
 """Fixed-point arithmetic and quantization parameters.
 
-The vectorised functions of ``lwnn.quant.fixedpoint`` are checked bit for bit against scalar
+The vectorised functions of ``lwnn.numerics.fixedpoint`` are checked bit for bit against scalar
 references written below with Python ints, transliterated from the published C code
 (gemmlowp ``fixedpoint.h``, TFLite ``quantization_util.cc`` / ``common.h``, CMSIS-NN legacy
 ``arm_fully_connected_q7``/``q15`` and ``arm_nnsupportfunctions.h``). The references use none of
@@ -19,8 +19,8 @@ import pytest
 from reference_tflite import ref_mbqm, ref_quantize_multiplier, ref_rdbpot, ref_srdhm, wrap32
 
 from lwnn import CalibrationError, FeedError
-from lwnn.quant import fixedpoint as fp
-from lwnn.quant.params import (
+from lwnn.numerics import fixedpoint as fp
+from lwnn.numerics.params import (
     AffineParams,
     QFormat,
     affine_from_range,

@@ -9,7 +9,7 @@ import pytest
 
 from lwnn.comparison import grid
 from lwnn.comparison import metrics as M
-from lwnn.quant.params import AffineParams, QFormat
+from lwnn.numerics.params import AffineParams, QFormat
 
 X = np.array([3.0, 4.0])  # |X| = 5
 

@@ -24,13 +24,13 @@ from lwnn import data
 from lwnn.backends import cpu_int, opencl_int
 from lwnn.backends.cpu_int import IntCall
 from lwnn.graph import Layer
+from lwnn.numerics import fixedpoint as fp
+from lwnn.numerics.params import AffineParams, QFormat
 from lwnn.ops import conv as c
 from lwnn.ops import elementwise as e
 from lwnn.ops import pool as p
 from lwnn.ops import shape as s
-from lwnn.quant import fixedpoint as fp
 from lwnn.quant.activations import FusedActivation
-from lwnn.quant.params import AffineParams, QFormat
 
 SCHEMES = ["s8", "q8", "q16"]
 ROLES = {t: ["act", "weight", "bias"] for t in ("Conv", "ConvTranspose", "Dense")}

@@ -25,11 +25,11 @@ import lwnn
 from lwnn import data
 from lwnn.backends.cpu_int import IntCall, kernel_for
 from lwnn.graph import Layer
+from lwnn.numerics.params import QFormat
 from lwnn.ops import conv as c
 from lwnn.ops import elementwise as e
 from lwnn.ops import pool as p
 from lwnn.ops import shape as s
-from lwnn.quant.params import QFormat
 
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
 

@@ -10,7 +10,7 @@ import pytest
 
 import lwnn
 from lwnn import data
-from lwnn.quant.params import AffineParams, QFormat
+from lwnn.numerics.params import AffineParams, QFormat
 
 CONV1 = "/conv1/conv/Conv"
 BN1 = "/conv1/bn/BatchNormalization"
@@ -108,10 +108,11 @@ def test_isolated_layer_reads_the_quantized_float_input(model, reference, q8):
 
 
 def test_isolated_from_feeds_and_bad_reference(model, images, reference, q8):
-    by_feeds = q8.run_isolated(feeds={"image": images[:16]})
-    for name in reference:
-        if name in by_feeds:
-            np.testing.assert_array_equal(by_feeds[name], q8.run_isolated(reference)[name])
+    by_feeds = q8.run_isolated(feeds={"image": images[:16]})  # the feeds of `reference`
+    by_reference = q8.run_isolated(reference)
+    assert set(by_feeds) == set(by_reference) and len(by_feeds) > len(model.layers) // 2
+    for name in by_reference:
+        np.testing.assert_array_equal(by_feeds[name], by_reference[name])
     with pytest.raises(lwnn.LwnnError, match="Received neither"):
         q8.run_isolated()
     with pytest.raises(lwnn.LwnnError, match="Received dict"):

@@ -10,8 +10,8 @@ import pytest
 from lwnn.backends.cpu_int import IntCall, qformat, s8
 from lwnn.backends.cpu_int.pairs import MIN_SIZE
 from lwnn.graph import Layer
+from lwnn.numerics.params import AffineParams, QFormat
 from lwnn.ops import elementwise as ew
-from lwnn.quant.params import AffineParams, QFormat
 
 OPS = {"Add": ew.Add(), "Sub": ew.Sub(), "Mul": ew.Mul()}
 SHAPES = [((2, 8, 16, 16), (2, 8, 16, 16)), ((2, 8, 16, 16), (1, 8, 1, 1)), ((1, 8, 1, 1), (2, 8, 16, 16))]

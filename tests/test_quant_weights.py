@@ -9,6 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import lwnn
+from lwnn.quant.observers import TensorObserver
 
 SCALES = (0.02, 0.05, 0.1, 0.3)
 OUTLIER_CHANNELS = (0, 2)
@@ -61,9 +62,12 @@ def test_minmax_weights_keep_every_channel_range(setup):
 def test_percentile_weights_per_channel(setup):
     w, model, x = setup
     q = lwnn.quantize(model, x, "s8", weight_method="percentile", percentile=99.0, progress=False)
-    expected = np.quantile(np.abs(w.reshape(4, -1).astype(np.float64)), 0.99, axis=1)
-    # Read off a histogram of |w|: within a few bins of the exact quantile.
-    np.testing.assert_allclose(thresholds(q), expected, rtol=0.05)
+    channels = np.abs(w.reshape(4, -1).astype(np.float64))
+    expected = np.quantile(channels, 0.99, axis=1)
+    # Read off each channel's histogram of |w|: within one bin of the exact quantile, as
+    # test_calibration holds the same estimator on activations.
+    widths = np.array([TensorObserver.of(c).bin_width for c in channels])
+    assert np.all(np.abs(thresholds(q) - expected) <= widths), (thresholds(q), expected, widths)
     assert np.all(thresholds(q) < np.abs(w).reshape(4, -1).max(axis=1))
 
 

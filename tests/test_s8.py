@@ -43,13 +43,13 @@ from lwnn.backends.cpu import KERNELS as FLOAT_KERNELS
 from lwnn.backends.cpu_int import IntCall, kernel_for
 from lwnn.errors import CalibrationError
 from lwnn.graph import Layer
+from lwnn.numerics import fixedpoint as fp
+from lwnn.numerics.params import AffineParams, affine_from_range, bias_params, symmetric_from_absmax
+from lwnn.numerics.roles import input_roles
 from lwnn.ops import conv as conv_ops
 from lwnn.ops import elementwise as ew
 from lwnn.ops import pool as pool_ops
 from lwnn.ops import shape as shape_ops
-from lwnn.quant import fixedpoint as fp
-from lwnn.quant import rules
-from lwnn.quant.params import AffineParams, affine_from_range, bias_params, symmetric_from_absmax
 
 # --- agreement criterion and off-by-one bookkeeping ------------------------------------------
 
@@ -101,7 +101,7 @@ def run_s8(op, inputs: list, params: list, out: AffineParams):
     assert kernel is not None, f"no s8 kernel for {layer}"
     constants = {n for n, v, p in zip(names, inputs, params)
                  if n and (p is None or p.narrow_range or p.bits == 32)}
-    roles = rules.input_roles(layer, constants)
+    roles = input_roles(layer, constants)
     call = IntCall(layer, list(inputs), list(params), [out], 8, roles=roles)
     got = kernel(call)
     plain = IntCall(layer, list(inputs), list(params), [out], 8)
@@ -354,7 +354,7 @@ def float_of(op_type: str, op, *arrays) -> np.ndarray:
     return FLOAT_KERNELS[op_type](op, *arrays)
 
 
-# --- gemmlowp helpers: vectorised lwnn.quant.fixedpoint against the scalar reference ----------
+# --- gemmlowp helpers: vectorised lwnn.numerics.fixedpoint against the scalar reference ----------
 
 
 def int32_values(rng, n: int) -> np.ndarray:

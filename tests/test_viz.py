@@ -18,7 +18,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 import lwnn  # noqa: E402
 from lwnn import data, viz  # noqa: E402
 from lwnn.comparison import Comparison, LayerRow, Study, calibration_sweep  # noqa: E402
-from lwnn.quant.params import AffineParams, QFormat  # noqa: E402
+from lwnn.numerics.params import AffineParams, QFormat  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from lwnn.errors import BackendUnavailable
 from lwnn.graph import Layer
+from lwnn.numerics.params import SCHEMES
 
 
 class CpuFloat:
@@ -26,7 +27,7 @@ class CpuFloat:
         return layer.op_type in self.kernels
 
     def run_layer(self, layer: Layer, args: list):
-        from lwnn.engine import run_cpu_kernel
+        from lwnn.backends.cpu import run_cpu_kernel
 
         return run_cpu_kernel(layer, args)
 
@@ -46,6 +47,23 @@ class CpuInteger:
         return kernel_for(self.scheme, layer) is not None
 
 
+class OpenCLInteger:
+    """The integer OpenCL runtime of one scheme; run through ``q.run(..., backend="opencl")``. It
+    covers a subset of the CPU integer runtime's layers and computes the same integers."""
+
+    backend = "opencl"
+
+    def __init__(self, scheme: str):
+        self.scheme = scheme
+        self.name = f"opencl/{scheme}"
+
+    def supports(self, layer: Layer) -> bool:
+        import lwnn.backends.opencl_int  # noqa: F401  (registers the kernels)
+        from lwnn.backends.opencl_int.registry import kernel_for
+
+        return kernel_for(self.scheme, layer) is not None
+
+
 def _opencl():
     """The OpenCL float runtime; the device opens on first use (BackendUnavailable without one)."""
     try:
@@ -58,21 +76,27 @@ def _opencl():
 
 
 _FACTORIES = {"cpu": CpuFloat, "opencl": _opencl}
-_PLANNED: dict[str, str] = {}
+_INTEGER = {"cpu": CpuInteger, "opencl": OpenCLInteger}
 _instances: dict[str, object] = {}
 
-# Columns of the coverage table: every runtime lwnn has or plans, as "<backend> <scheme>".
-RUNTIME_COLUMNS = ("cpu float", "cpu s8", "cpu q8", "cpu q16", "opencl")
-_COLUMN_BACKENDS = {"cpu float": "cpu", "opencl": "opencl"}
-_COLUMN_SCHEMES = {"cpu s8": "s8", "cpu q8": "q8", "cpu q16": "q16"}
+
+def runtimes() -> list:
+    """Every runtime lwnn has, per backend: float, then each integer scheme (the coverage table's
+    columns, in order)."""
+    return [runtime for backend in _FACTORIES
+            for runtime in (get_runtime(backend), *(_INTEGER[backend](s) for s in SCHEMES))]
+
+
+# Columns of the coverage table, "<backend> <scheme>", generated from the runtimes above.
+RUNTIME_COLUMNS = tuple(f"{backend} {scheme}" for backend in _FACTORIES for scheme in ("float", *SCHEMES))
 
 
 def runtime_for_column(column: str):
-    """The runtime behind a coverage column, or None when this version does not have it."""
-    if column in _COLUMN_SCHEMES:
-        return CpuInteger(_COLUMN_SCHEMES[column])
-    backend = _COLUMN_BACKENDS.get(column)
-    return get_runtime(backend) if backend else None
+    """The runtime behind a coverage column (``RUNTIME_COLUMNS``)."""
+    for runtime in runtimes():
+        if f"{runtime.backend} {runtime.scheme}" == column:
+            return runtime
+    raise KeyError(f"No runtime for coverage column {column!r}. Columns: {', '.join(RUNTIME_COLUMNS)}.")
 
 
 def available() -> list[str]:
@@ -81,10 +105,9 @@ def available() -> list[str]:
 
 def get_runtime(backend: str):
     """The float runtime registered as ``backend``; BackendUnavailable if there is none."""
-    if backend in _FACTORIES:
-        if backend not in _instances:
-            _instances[backend] = _FACTORIES[backend]()
-        return _instances[backend]
-    if backend in _PLANNED:
-        raise BackendUnavailable(_PLANNED[backend])
-    raise BackendUnavailable(f"Unknown backend {backend!r}. Available backends: {', '.join(available())}.")
+    if backend not in _FACTORIES:
+        raise BackendUnavailable(
+            f"Unknown backend {backend!r}. Available backends: {', '.join(available())}.")
+    if backend not in _instances:
+        _instances[backend] = _FACTORIES[backend]()
+    return _instances[backend]

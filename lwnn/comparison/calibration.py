@@ -73,13 +73,13 @@ def range_error(x: np.ndarray, params, lo: float, hi: float) -> RangeError:
 
 
 def _s8_error(x, lo, hi) -> RangeError:
-    from lwnn.quant.params import affine_from_range
+    from lwnn.numerics.params import affine_from_range
 
     return range_error(x, affine_from_range(lo, hi, 8), lo, hi)
 
 
 def _q_error(x, q: int, bits: int) -> RangeError:
-    from lwnn.quant.params import QFormat
+    from lwnn.numerics.params import QFormat
 
     p = QFormat(int(q), bits)
     return range_error(x, p, p.qmin * p.step, p.qmax * p.step)
@@ -94,8 +94,8 @@ def calibration_sweep(values, scheme: str = "s8", *, name: str = "", points: int
     below and above the minmax Q for q8/q16; ``options`` go to the range choice (e.g.
     ``percentile=99.9``).
     """
+    from lwnn.numerics.params import frac_bits_for
     from lwnn.quant.observers import TensorObserver
-    from lwnn.quant.params import frac_bits_for
     from lwnn.quant.ranges import METHODS, choose_frac_bits, choose_range
 
     if scheme not in SCHEME_BITS:

@@ -11,6 +11,7 @@ import numpy as np
 
 from lwnn.comparison import metrics
 from lwnn.errors import LwnnError
+from lwnn.quant.quantize import quantize
 
 MODEL_METRICS = {"sqnr_db": "output SQNR (dB)", "top1_agreement": "top-1 agreement with float",
                  "top1_accuracy": "top-1 accuracy"}
@@ -58,9 +59,7 @@ class _Evaluator:
         model_metric(self.float_out, self.float_out, metric, labels)  # bad metric names fail early
 
     def __call__(self, calib_feeds, scheme: str, method: str) -> float:
-        import lwnn
-
-        q = lwnn.quantize(self.model, calib_feeds, scheme, method, progress=False, **self.options)
+        q = quantize(self.model, calib_feeds, scheme, method, progress=False, **self.options)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # overflow warnings: q.overflow counts them; not the point here
             out = q.run(self.eval_feeds)[self.output]

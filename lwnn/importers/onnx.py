@@ -149,7 +149,7 @@ def _fold(layer: Layer, constants: dict[str, np.ndarray]) -> bool:
     """Evaluate ``layer`` now if all its inputs are constants; store its outputs as constants."""
     if any(n and n not in constants for n in layer.inputs):
         return False
-    from lwnn.engine import run_cpu_kernel
+    from lwnn.backends.cpu import run_cpu_kernel
 
     args = [constants[n] if n else None for n in layer.inputs]
     for name, value in zip(layer.outputs, run_cpu_kernel(layer, args)):

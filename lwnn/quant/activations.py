@@ -32,7 +32,7 @@ class FusedActivation:
 
     def evaluate(self, *args) -> np.ndarray:
         """The float value: the inner layer's float kernel, then the clamp."""
-        from lwnn.engine import run_cpu_kernel
+        from lwnn.backends.cpu import run_cpu_kernel
 
         return np.clip(run_cpu_kernel(self.inner, list(args))[0], self.lo, self.hi)
 

@@ -41,7 +41,7 @@ class ElementwiseChain:
 
     def evaluate(self, x: np.ndarray) -> np.ndarray:
         """The chain's value at ``x`` (any shape), with the float CPU kernels of its members."""
-        from lwnn.engine import run_cpu_kernel
+        from lwnn.backends.cpu import run_cpu_kernel
 
         env = {self.source: x, **{n: np.asarray(v, x.dtype) for n, v in self.constants}}
         for layer in self.members:

@@ -13,9 +13,11 @@ import warnings
 
 import numpy as np
 
+from lwnn.backends.cpu import run_cpu_kernel
 from lwnn.backends.cpu_int import IntCall
-from lwnn.engine import FOLDED, Recording, run_cpu_kernel
+from lwnn.engine import FOLDED, Recording
 from lwnn.errors import LwnnError
+from lwnn.numerics.params import SCHEME_BITS
 
 
 class Execution:
@@ -187,7 +189,7 @@ class Execution:
                 inputs.append(self._raw(name, scheme))
                 params.append(params_of[name])
         out_params = [params_of[o] for o in layer.outputs]
-        bits = 16 if scheme == "q16" else 8
+        bits = SCHEME_BITS[scheme]
         # The OpenCL kernels keep their own memo (device buffers, built programs).
         cache = qm._layer_cache.setdefault((layer.name, "opencl") if on_device else layer.name, {})
         call = IntCall(layer, inputs, params, out_params, bits, roles=list(roles), cache=cache)

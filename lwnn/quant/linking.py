@@ -2,15 +2,15 @@
 among them, so the device adds or copies codes without aligning shifts.
 
 Tensors that must keep their input's parameters (moves, selections, pools: see
-``lwnn.quant.rules.same_as_input``) belong to the same link, so a Q forced on one of them
+``lwnn.numerics.roles.same_as_input``) belong to the same link, so a Q forced on one of them
 reaches the tensor whose parameters it copies.
 """
 
 from __future__ import annotations
 
 from lwnn.graph import Layer
-from lwnn.quant import rules
-from lwnn.quant.params import QFormat
+from lwnn.numerics.params import QFormat
+from lwnn.numerics.roles import same_as_input
 
 LINKED_OPS = ("Add", "Concat")
 
@@ -36,7 +36,7 @@ def linked_frac_bits(layers: list[Layer], params: dict, constants: dict) -> dict
             for n in [*tensors, *layer.outputs]:
                 union(n, layer.outputs[0])
             anchors.add(layer.outputs[0])
-        elif rules.same_as_input(layer) and tensors:
+        elif same_as_input(layer) and tensors:
             union(tensors[0], layer.outputs[0])
     linked_roots = {find(a) for a in anchors}
     groups: dict[str, list[str]] = {}

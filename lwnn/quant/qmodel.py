@@ -19,10 +19,9 @@ import numpy as np
 
 from lwnn.backends.cpu_int import kernel_for
 from lwnn.errors import BackendUnavailable, CalibrationError, LwnnError
-from lwnn.quant import rules
+from lwnn.numerics.params import SCHEMES, AffineParams, QFormat
+from lwnn.numerics.roles import input_roles
 from lwnn.quant.folding import QuantGraph, quant_graph
-from lwnn.quant.params import AffineParams, QFormat
-from lwnn.quant.quantize import SCHEMES
 
 FORMAT = "lwnn.quantized/2"
 
@@ -65,7 +64,7 @@ class QuantizedModel:
         # executed layer name (or (name, "opencl")) -> integer kernel or None, and the kernel's memo
         self._kernels: dict[str | tuple, object] = {}
         self._layer_cache: dict[str | tuple, dict] = {}
-        self._roles = {layer.name: rules.input_roles(layer, self.constants) for layer in self.qgraph.layers}
+        self._roles = {layer.name: input_roles(layer, self.constants) for layer in self.qgraph.layers}
         self._holders = self._tensor_holders()
         self._raw_constants = self._quantize_constants()
         self._last_raw: dict[tuple[str, str], np.ndarray] = {}
@@ -177,7 +176,7 @@ class QuantizedModel:
         params = self._params[mode]
         if any(o not in params for o in layer.outputs):
             return None
-        roles = self._roles.get(layer.name) or rules.input_roles(layer, self.constants)
+        roles = self._roles.get(layer.name) or input_roles(layer, self.constants)
         if any(n and r != "raw" and n not in params for n, r in zip(layer.inputs, roles)):
             return None
         return kernel_for(mode, layer)

@@ -6,14 +6,21 @@ import numpy as np
 
 from lwnn.errors import CalibrationError
 from lwnn.graph import Layer
-from lwnn.quant import rules
+from lwnn.numerics.params import (
+    SCHEME_BITS,
+    SCHEMES,
+    AffineParams,
+    QFormat,
+    affine_from_range,
+    bias_params,
+    symmetric_from_absmax,
+)
+from lwnn.numerics.roles import fixed_output, input_roles, same_as_input, weight_channel_axis
 from lwnn.quant.folding import quant_graph
 from lwnn.quant.linking import linked_frac_bits
 from lwnn.quant.observers import TensorObserver, observe
-from lwnn.quant.params import AffineParams, QFormat, affine_from_range, bias_params, symmetric_from_absmax
 from lwnn.quant.ranges import METHODS, choose_frac_bits, choose_range, weight_thresholds
 
-SCHEMES = ("s8", "q8", "q16")
 LAYER_MODES = ("float", *SCHEMES)
 
 
@@ -108,7 +115,7 @@ class _ParamAssigner:
         self.weight_method = options.get("weight_method", "minmax")
         self.observers, self.options = observers, method_options
         self.constants = qgraph.constants
-        self.bits = 16 if scheme == "q16" else 8
+        self.bits = SCHEME_BITS[scheme]
         self.params: dict[str, AffineParams | QFormat] = {}
         self.linked_q: dict[str, int] = {}
         if options.get("link_q") and scheme != "s8":
@@ -124,7 +131,7 @@ class _ParamAssigner:
         for layer in self.layers:
             if not self._is_float_layer(layer):
                 continue  # integer shape computations are folded, never quantized
-            roles = rules.input_roles(layer, self.constants)
+            roles = input_roles(layer, self.constants)
             for name, role in zip(layer.inputs, roles):
                 if not name or name in self.params or role == "raw":
                     continue
@@ -161,17 +168,17 @@ class _ParamAssigner:
         return QFormat(q, self.bits)
 
     def _output(self, layer: Layer, name: str):
-        fixed = rules.fixed_output(layer, self.scheme)
+        fixed = fixed_output(layer, self.scheme)
         if fixed is not None:
             return fixed
-        if rules.same_as_input(layer) and layer.inputs[0] in self.params:
+        if same_as_input(layer) and layer.inputs[0] in self.params:
             return self.params[layer.inputs[0]]
         return self._activation(name)
 
     def _weight(self, layer: Layer, name: str):
         w = np.asarray(self.constants[name], np.float64)
         if self.scheme == "s8":
-            axis = rules.weight_channel_axis(layer) % w.ndim
+            axis = weight_channel_axis(layer) % w.ndim
             if self.per_channel and self._per_channel_possible(layer, w):
                 absmax = np.maximum(self._weight_range(w, axis, name),
                                     self._bias_floor(layer, per_channel=True))
@@ -199,7 +206,7 @@ class _ParamAssigner:
         A channel with near-zero weights but a real bias would otherwise get a bias code beyond
         int32 (TFLite's quantizer widens such weight scales too); 2^30 leaves the accumulation
         a bit of room."""
-        roles = rules.input_roles(layer, self.constants)
+        roles = input_roles(layer, self.constants)
         if "bias" not in roles or layer.inputs[0] not in self.params:
             return 0.0
         b = np.abs(np.asarray(self.constants[layer.inputs[roles.index("bias")]], np.float64))
@@ -219,7 +226,7 @@ class _ParamAssigner:
             return False  # a vector B has no output-channel axis
         if layer.op_type == "Dense" and len(layer.inputs) > 2 and layer.inputs[2] in self.constants:
             c = np.asarray(self.constants[layer.inputs[2]])
-            channels = w.shape[rules.weight_channel_axis(layer) % w.ndim]
+            channels = w.shape[weight_channel_axis(layer) % w.ndim]
             return c.ndim >= 1 and c.shape[-1] == channels  # one bias per output column
         return True
 
@@ -236,7 +243,7 @@ class _ParamAssigner:
     def _qformat(self, absmax: float, name: str) -> QFormat:
         """Q of a constant: full range, or LWNN's 9-bit choice for every q16 blob (weights and
         biases too, as LWNN's quantizer does) when ``q16_headroom="lwnn"``."""
-        from lwnn.quant.params import qformat_from_absmax
+        from lwnn.numerics.params import qformat_from_absmax
 
         if self.scheme == "q16" and self.q16_headroom == "lwnn":
             return QFormat(qformat_from_absmax(absmax, 16, name=name).frac_bits - 7, 16)

@@ -48,8 +48,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from lwnn.errors import CalibrationError
+from lwnn.numerics.params import frac_bits_for
 from lwnn.quant.observers import TensorObserver
-from lwnn.quant.params import frac_bits_for
 
 METHODS = ("minmax", "percentile", "kl", "mse")
 ZERO_RANGE_DEFAULT = 1.0

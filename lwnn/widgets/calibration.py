@@ -18,7 +18,7 @@ import numpy as np
 from lwnn import viz
 from lwnn.comparison.calibration import CalibrationSweep, RangeError, calibration_sweep, range_error, s8_range
 from lwnn.errors import CalibrationError
-from lwnn.quant.params import affine_from_range
+from lwnn.numerics.params import affine_from_range
 from lwnn.quant.ranges import METHODS
 from lwnn.widgets._render import new_figure, png_bytes
 

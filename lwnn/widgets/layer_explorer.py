@@ -22,8 +22,9 @@ from lwnn.comparison import Comparison, LayerRow, compare
 from lwnn.comparison.metrics import METRICS
 from lwnn.errors import LwnnError
 from lwnn.model import Model
+from lwnn.numerics.params import SCHEMES
 from lwnn.quant.qmodel import QuantizedModel
-from lwnn.quant.quantize import SCHEMES, quantize
+from lwnn.quant.quantize import quantize
 from lwnn.quant.ranges import METHODS
 from lwnn.widgets._render import new_figure, png_bytes
 

@@ -9,6 +9,7 @@ from lwnn.backends.cpu import (  # noqa: F401  (fill KERNELS)
     recurrent,
     shape,
 )
+from lwnn.backends.cpu.dispatch import run_cpu_kernel
 from lwnn.backends.cpu.registry import KERNELS
 
-__all__ = ["KERNELS"]
+__all__ = ["KERNELS", "run_cpu_kernel"]

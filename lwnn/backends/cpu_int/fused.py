@@ -9,7 +9,7 @@ import numpy as np
 
 from lwnn.backends.cpu_int.registry import FAMILIES, INT_KERNELS, IntCall, kernel_for
 from lwnn.backends.cpu_int.s8 import _activation_bound
-from lwnn.quant.params import AffineParams
+from lwnn.numerics.params import AffineParams
 
 
 def _clamp_codes(call: IntCall) -> tuple[int, int]:

@@ -8,7 +8,7 @@ import numpy as np
 
 from lwnn.backends.cpu import KERNELS as FLOAT_KERNELS
 from lwnn.backends.cpu_int.registry import INT_KERNELS, IntCall
-from lwnn.quant.rules import MOVEMENT_OPS
+from lwnn.numerics.roles import MOVEMENT_OPS
 
 
 def _movement(call: IntCall):

@@ -63,8 +63,9 @@ from lwnn.backends.cpu_int.bounds import FLOAT32_EXACT, weight_abs_sum
 from lwnn.backends.cpu_int.bounds import exact_float as _exact_float
 from lwnn.backends.cpu_int.pairs import pair_lookup
 from lwnn.backends.cpu_int.registry import IntCall, int_kernel
-from lwnn.quant import fixedpoint as fp
-from lwnn.quant.params import QFormat, qformat_from_absmax
+from lwnn.numerics import fixedpoint as fp
+from lwnn.numerics.params import QFormat, qformat_from_absmax
+from lwnn.numerics.rounding import integral
 
 LUT_OPS = ("HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Exp", "Log", "Sqrt", "Erf", "Reciprocal",
            "Abs", "Neg")
@@ -79,10 +80,6 @@ def _to(x, q_from: int, out: QFormat) -> np.ndarray:
     if q_from == out.frac_bits and x.dtype == out.dtype:
         return x
     return fp.saturate(fp.q_shift(x, out.frac_bits - q_from), out.bits)
-
-
-def _integral(values: np.ndarray) -> np.ndarray:
-    return np.rint(values).astype(np.int64)
 
 
 def _absmax(x) -> int:
@@ -116,7 +113,7 @@ def _requantize(call: IntCall, acc: np.ndarray, shift: int, bound: int | None = 
         np.floor(y, out=y)
         return np.clip(y, out.qmin, out.qmax, out=y).astype(out.dtype)
     if acc.dtype.kind == "f":
-        acc = _integral(acc)
+        acc = integral(acc)
     call.overflow += fp.int32_overflow(acc + rounding)
     return fp.shift_and_saturate(acc, max(shift, -63), out.bits)
 
@@ -158,7 +155,7 @@ def _weighted(call: IntCall, float_op_type: str, channel_axis: int | None):
                 b = prep["weights"][("bias", dtype)] = bias.astype(dtype)
             acc = np.add(acc, b, out=acc if np.broadcast_shapes(acc.shape, b.shape) == acc.shape else None)
         else:
-            acc = _integral(acc) + bias
+            acc = integral(acc) + bias
     return _requantize(call, acc, shift, bound)
 
 
@@ -320,7 +317,7 @@ def average_pool(call: IntCall):
         total = np.array(next(views))
         for view in views:
             total += view
-        count = _integral(_divisors(call.op, x.shape[2:], "float64"))
+        count = integral(_divisors(call.op, x.shape[2:], "float64"))
     call.overflow += fp.int32_overflow(total)
     return _to(_c_divide(fp.wrap_int32(total), count), call.params[0].frac_bits, call.out[0])
 

@@ -25,7 +25,7 @@ class IntCall:
     params: list
     out: list
     bits: int
-    roles: list = field(default_factory=list)  # lwnn.quant.rules roles of the inputs
+    roles: list = field(default_factory=list)  # lwnn.numerics.roles roles of the inputs
     overflow: int = 0
     # Per-layer memo that lives as long as the quantized model (parameters never change there):
     # kernels keep derived constants in it (multipliers, tables, centred weights).

@@ -15,7 +15,8 @@ from lwnn.backends.cpu_int.bounds import FLOAT32_EXACT, exact_float, weight_abs_
 from lwnn.backends.cpu_int.pairs import pair_lookup
 from lwnn.backends.cpu_int.registry import IntCall, int_kernel
 from lwnn.errors import CalibrationError
-from lwnn.quant import fixedpoint as fp
+from lwnn.numerics import fixedpoint as fp
+from lwnn.numerics.rounding import integral, round_half_away
 
 LUT_OPS = ("Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Exp", "Sqrt", "Erf")
 
@@ -54,17 +55,6 @@ def _requantize(call: IntCall, acc: np.ndarray, real_multiplier, channel_axis: i
         acc = acc + bias
     call.overflow += fp.int32_overflow(acc)
     return fp.requantize_s8(fp.wrap_int32(acc), multiplier, shift, int(out.zero_point), out.qmin, out.qmax)
-
-
-def _integral(values: np.ndarray) -> np.ndarray:
-    return np.rint(values).astype(np.int64)
-
-
-def _round_half_away(v: np.ndarray) -> np.ndarray:
-    """``std::round`` in the precision of ``v``: nearest, ties away from zero. From the exact
-    fraction ``v - trunc(v)`` (``floor(|v| + 0.5)`` misrounds the float just below 0.5)."""
-    t = np.trunc(v)
-    return t + np.copysign(np.abs(v - t) >= 0.5, v)
 
 
 def _weighted(call: IntCall, float_op_type: str, channel_axis: int):
@@ -285,7 +275,7 @@ def _activation_bound(bound, out, default: int) -> int:
     """``clamp(zp + roundf(bound / scale), qmin, qmax)``; an absent or infinite bound: ``default``."""
     if bound is None or not np.isfinite(bound):
         return default
-    steps = float(_round_half_away(np.float32(bound) / np.float32(out.scale)))
+    steps = float(round_half_away(np.float32(bound) / np.float32(out.scale)))
     return int(np.clip(int(out.zero_point) + steps, out.qmin, out.qmax))
 
 
@@ -307,7 +297,7 @@ def lookup(call: IntCall):
 def average_pool(call: IntCall):
     """TFLite int8 average pool: the sum of a window's codes divided by its tap count, rounding
     half away from zero (C's ``(sum +- count/2) / count``). Input and output share parameters
-    (see lwnn.quant.rules), as TFLite requires. Padding that ``count_include_pad`` counts holds
+    (see lwnn.numerics.roles), as TFLite requires. Padding that ``count_include_pad`` counts holds
     the zero point, the code of the real 0 that ONNX pads with."""
     x, px, out = call.inputs[0], call.params[0], call.out[0]
     if int(px.zero_point) != int(out.zero_point) or np.float32(px.scale) != np.float32(out.scale):
@@ -321,10 +311,10 @@ def average_pool(call: IntCall):
     else:
         from lwnn.backends.cpu.pool import _divisors
 
-        count = _integral(_divisors(call.op, x.shape[2:], "float64"))
+        count = integral(_divisors(call.op, x.shape[2:], "float64"))
         # Window sums of x - zp with zero padding (exact in float64), then zp per counted tap.
         mean = FLOAT_KERNELS["AveragePool"](call.op, x.astype(np.float64) - zp)
-        total = _integral(mean * count) + zp * count
+        total = integral(mean * count) + zp * count
     half = count // 2
     y = np.where(total >= 0, (total + half) // count, -((half - total) // count))
     return np.clip(y, out.qmin, out.qmax).astype(np.int8)
@@ -345,7 +335,7 @@ def concat(call: IntCall):
             continue
         scale = np.float32(p.scale) * inverse_output_scale
         bias = np.float32(-int(p.zero_point)) * scale
-        v = _round_half_away(q.astype(np.float32) * scale + bias) + int(out.zero_point)
+        v = round_half_away(q.astype(np.float32) * scale + bias) + int(out.zero_point)
         parts.append(np.clip(v, out.qmin, out.qmax).astype(np.int8))
     return np.concatenate(parts, axis=call.op.axis)
 
@@ -357,7 +347,7 @@ def batch_norm(call: IntCall):
     x, px = call.inputs[0], call.params[0]
     shape = (1, -1) + (1,) * (x.ndim - 2)
     w_q, bias, bias_scale = call.memo(("batchnorm", x.ndim), lambda: _batch_norm_constants(call, shape))
-    acc = _integral(_centered(x, px) * w_q) + bias
+    acc = integral(_centered(x, px) * w_q) + bias
     return _requantize(call, acc, bias_scale / float(call.out[0].scale), 1)
 
 
@@ -371,9 +361,9 @@ def _batch_norm_constants(call: IntCall, shape: tuple):
     # all bias, which must keep the output's precision rather than the input's.
     w_scale = np.maximum(np.abs(k) / 127.0, np.abs(shift) / (float(px.scale) * 2.0**30))
     w_scale = np.where(w_scale > 0, w_scale, 1.0)
-    w_q = np.clip(_round_half_away(k / w_scale), -127, 127)
+    w_q = np.clip(round_half_away(k / w_scale), -127, 127)
     bias_scale = float(px.scale) * w_scale
-    bias = _round_half_away(shift / bias_scale)
+    bias = round_half_away(shift / bias_scale)
     return w_q.reshape(shape), bias.astype(np.int64).reshape(shape), bias_scale
 
 
@@ -391,7 +381,7 @@ def softmax(call: IntCall):
     TFLite normalises the last axis; another axis is moved last and back (the transposes a
     converter inserts), and ``coerce_2d`` (opset < 13) normalises the trailing dims flattened
     into one, which is a last-axis softmax of the 2-D view. The output parameters must be
-    TFLite's fixed scale 1/256 and zero point -128 (``lwnn.quant.rules.fixed_output``).
+    TFLite's fixed scale 1/256 and zero point -128 (``lwnn.numerics.roles.fixed_output``).
     """
     x, px, out = call.inputs[0], call.params[0], call.out[0]
     if (float(out.scale), int(out.zero_point)) != SOFTMAX_OUTPUT:

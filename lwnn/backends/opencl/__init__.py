@@ -14,6 +14,7 @@ from lwnn.backends.opencl.context import (
     CLTensor,
     DeviceMemoryError,
     choose_device,
+    default_context,
     describe_devices,
 )
 from lwnn.backends.opencl.fuse import fuse_elementwise
@@ -43,7 +44,7 @@ class OpenCLFloat:
     @property
     def ctx(self) -> CLContext:
         if self._ctx is None:
-            self._ctx = CLContext(self._device)
+            self._ctx = default_context() if self._device is None else CLContext(self._device)
         return self._ctx
 
     @property

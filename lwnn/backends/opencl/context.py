@@ -300,3 +300,15 @@ class CLContext:
 
     def finish(self) -> None:
         self.queue.finish()
+
+
+_default: CLContext | None = None
+
+
+def default_context() -> CLContext:
+    """The context of the default device (``LWNN_CL_DEVICE``, else as ``choose_device`` picks),
+    opened on first use and shared by the float and integer OpenCL runtimes."""
+    global _default
+    if _default is None:
+        _default = CLContext(None)
+    return _default

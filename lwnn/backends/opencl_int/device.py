@@ -14,17 +14,15 @@ from importlib import resources
 
 import numpy as np
 
-from lwnn.backends.opencl.context import CLContext, CLTensor
+from lwnn.backends.opencl.context import CLContext, CLTensor, default_context
 
 _C_TYPES = {np.dtype(np.int8): "char", np.dtype(np.int16): "short", np.dtype(np.int32): "int"}
 _kernels: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # ctx -> {(file, name, opts): kernel}
 
 
 def context() -> CLContext:
-    """The OpenCL float runtime's context (``backend="opencl"``), opened on first use."""
-    from lwnn.backends import get_runtime
-
-    return get_runtime("opencl").ctx
+    """The default device's context, shared with the float runtime (``backend="opencl"``)."""
+    return default_context()
 
 
 def read_source(name: str) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 from lwnn.backends.cpu_int.registry import INT_KERNELS, IntCall
 from lwnn.backends.opencl_int import device as dev
 from lwnn.backends.opencl_int.registry import cl_int_kernel, family_of, on_cpu, on_device
-from lwnn.quant import fixedpoint as fp
+from lwnn.numerics import fixedpoint as fp
 
 _ADD_LEFT_SHIFT = 20  # TFLite int8 add
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from lwnn.backends.cpu_int.registry import FAMILIES, INT_KERNELS, IntCall
 from lwnn.backends.cpu_int.registry import kernel_for as cpu_kernel_for
 from lwnn.graph import Layer
-from lwnn.quant.params import AffineParams
+from lwnn.numerics.params import AffineParams
 
 CL_INT_KERNELS: dict[str, dict[str, Callable]] = {"s8": {}, "qformat": {}}
 _RAN_ON = "opencl_int: ran on"

@@ -17,7 +17,7 @@ import numpy as np
 from lwnn.backends.cpu_int.registry import IntCall
 from lwnn.backends.opencl_int import device as dev
 from lwnn.backends.opencl_int.registry import cl_int_kernel, family_of, on_cpu, on_device, ran_on_device
-from lwnn.quant import fixedpoint as fp
+from lwnn.numerics import fixedpoint as fp
 
 INT32_MAX = (1 << 31) - 1
 

@@ -1,5 +1,5 @@
 // Shared by the lwnn integer OpenCL programs (prepended by lwnn.backends.opencl_int.device).
-// Exact integer arithmetic of lwnn's CPU integer runtime (lwnn.quant.fixedpoint), one function
+// Exact integer arithmetic of lwnn's CPU integer runtime (lwnn.numerics.fixedpoint), one function
 // each: s8 = TFLite int8 requantization (Q31 multiplier + shift), q8/q16 = CMSIS-NN legacy
 // NN_ROUND shifts and __SSAT. Intermediates that can leave int32 are held in long (64-bit), as the
 // CPU holds them in int64; a 32-bit register is modelled by wrap32 (two's complement).

@@ -31,7 +31,7 @@ __kernel void softmax_q(__global const T_A *x, __global T_OUT *y, int rows, int 
 
 // --- s8: TFLite's int8 reference softmax (lwnn.backends.cpu_int.s8.softmax_rows) --------------
 
-// SaturatingRoundingDoublingHighMul on int64 operands, as lwnn.quant.fixedpoint computes it.
+// SaturatingRoundingDoublingHighMul on int64 operands, as lwnn.numerics.fixedpoint computes it.
 inline long srdhm64(long a, long b) { return min((a * b + (1L << 30)) >> 31, LI32_MAX); }
 
 // gemmlowp SaturatingRoundingMultiplyByPOT<e> for e > 0: left shift saturating to int32.
