@@ -55,8 +55,29 @@ def _check_finite(x: np.ndarray, what: str) -> None:
         )
 
 
+class _Codes:
+    """The signed codes of ``bits`` bits that both parameter types quantize to; ``narrow_range``
+    drops the lowest (symmetric int8 weights use [-127, 127])."""
+
+    bits: int
+    narrow_range: bool = False
+
+    @property
+    def qmin(self) -> int:
+        return -(1 << (self.bits - 1)) + int(bool(self.narrow_range))
+
+    @property
+    def qmax(self) -> int:
+        return (1 << (self.bits - 1)) - 1
+
+    @property
+    def dtype(self) -> type[np.signedinteger]:
+        """The integer type the device stores these values in."""
+        return _DTYPES[self.bits]
+
+
 @dataclass(frozen=True, eq=False, repr=False)
-class AffineParams:
+class AffineParams(_Codes):
     """s8-style affine parameters: ``real = scale * (q - zero_point)``.
 
     ``scale`` (float32) and ``zero_point`` (int32) are 0-d for a per-tensor quantization, or 1-D
@@ -116,19 +137,6 @@ class AffineParams:
         zp.setflags(write=False)
         object.__setattr__(self, "scale", scale)
         object.__setattr__(self, "zero_point", zp)
-
-    @property
-    def qmin(self) -> int:
-        return -(1 << (self.bits - 1)) + int(bool(self.narrow_range))
-
-    @property
-    def qmax(self) -> int:
-        return (1 << (self.bits - 1)) - 1
-
-    @property
-    def dtype(self) -> type[np.signedinteger]:
-        """The integer type the device stores these values in."""
-        return _DTYPES[self.bits]
 
     @property
     def per_channel(self) -> bool:
@@ -298,7 +306,7 @@ def bias_params(x: AffineParams, w: AffineParams) -> AffineParams:
 
 
 @dataclass(frozen=True)
-class QFormat:
+class QFormat(_Codes):
     """q8/q16 power-of-two format: ``real = q * 2**-frac_bits``, symmetric, no zero offset.
 
     ``frac_bits`` (the ``Q`` of docs/architecture.md) may be negative: then each step is ``2**-frac_bits``
@@ -314,18 +322,6 @@ class QFormat:
             raise CalibrationError(f"QFormat frac_bits must be an integer. Received {q!r}.")
         object.__setattr__(self, "frac_bits", int(q))
         object.__setattr__(self, "bits", _check_bits(self.bits))
-
-    @property
-    def qmin(self) -> int:
-        return -(1 << (self.bits - 1))
-
-    @property
-    def qmax(self) -> int:
-        return (1 << (self.bits - 1)) - 1
-
-    @property
-    def dtype(self) -> type[np.signedinteger]:
-        return _DTYPES[self.bits]
 
     @property
     def step(self) -> float:
