@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 import lwnn
-from lwnn import data, datasets
+from lwnn import data
+from lwnn.zoo import datasets
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 # (row label, scheme, extra quantize() arguments)

@@ -1,4 +1,4 @@
-"""Train the scaled DeepSpeech-style keyword recogniser on espeak-ng digits (lwnn.speech).
+"""Train the scaled DeepSpeech-style keyword recogniser on espeak-ng digits (lwnn.zoo.speech).
 
     .venv/bin/python scripts/train_deepspeech.py
 
@@ -6,20 +6,20 @@ Writes lwnn/data/models/deepspeech.onnx and deepspeech.json.
 
 Architecture: DeepSpeech's layout with 64 units instead of 2048, ending in one keyword per clip
 instead of per-frame characters: input ``mfcc`` [N, 49, 26] (lwnn's Mfcc layer with DeepSpeech's
-parameters on one second of 16 kHz audio, ``lwnn.speech.DEEPSPEECH_MFCC``), a fixed per-coefficient
+parameters on one second of 16 kHz audio, ``lwnn.zoo.speech.DEEPSPEECH_MFCC``), a fixed per-coefficient
 normalisation (training-set mean and standard deviation, as constants), the context layer (a dense
 layer over 9 consecutive frames = a Conv1D of width 9), two per-frame dense layers, each with
 DeepSpeech's ReLU clipped at 20, an LSTM (ONNX LSTM op) whose last hidden state goes through a
 dense layer (clipped ReLU) and the output layer, then a softmax over the 10 digits.
 The LSTM's zero initial states are left to ONNX's defaults (torch exports them as a sub-graph of
 shape arithmetic, which the script removes).
-``lwnn.famous.load_model("deepspeech", with_mfcc=True)`` runs Mfcc in lwnn in front.
+``lwnn.zoo.famous.load_model("deepspeech", with_mfcc=True)`` runs Mfcc in lwnn in front.
 
-Data: ``lwnn.speech.keyword_clips("train")`` (22 espeak-ng voices x 3 speeds x 3 pitches x 10
+Data: ``lwnn.zoo.speech.keyword_clips("train")`` (22 espeak-ng voices x 3 speeds x 3 pitches x 10
 digits), each clip seen as made and in 4 augmented versions (speed +-15 %, random band-pass,
 shift up to +-0.15 s, gain, white noise at 10-40 dB SNR; fixed seed). Metric: accuracy on the
 540 clips of 6 voices never heard in training (``keyword_clips("test")``), and the words recognised
-in real recordings (pocketsphinx-testdata ``cards``, ``lwnn.speech.real_keyword_clips``).
+in real recordings (pocketsphinx-testdata ``cards``, ``lwnn.zoo.speech.real_keyword_clips``).
 """
 
 from __future__ import annotations
@@ -198,9 +198,9 @@ def main() -> None:
     got_ort = ort_run(onnx_bytes, {"mfcc": test_feats[:8]})
     write_artefacts(NAME, onnx_bytes, {}, args.out)
     import lwnn
-    from lwnn.famous import mfcc_graph
     from lwnn.importers.onnx import import_onnx, read_onnx
     from lwnn.model import Model
+    from lwnn.zoo.famous import mfcc_graph
 
     net = lwnn.load(args.out / f"{NAME}.onnx")
     got_lwnn = net.run({"mfcc": test_feats[:8]})
@@ -234,27 +234,27 @@ def main() -> None:
             "name": "mfcc",
             "shape": ["batch", speech.FRAMES, 26],
             "dtype": "float32",
-            "preprocessing": "lwnn.speech.mfcc (lwnn Mfcc layer, DeepSpeech parameters: window 512, stride "
-            "320, 40 mel channels 20-8000 Hz, 26 coefficients) of 1 s of 16 kHz audio",
+            "preprocessing": "lwnn.zoo.speech.mfcc (lwnn Mfcc layer, DeepSpeech parameters: window 512, "
+            "stride 320, 40 mel channels 20-8000 Hz, 26 coefficients) of 1 s of 16 kHz audio",
         },
         "output": {"name": "probs", "shape": ["batch", 10], "classes": list(speech.KEYWORDS)},
         "data": {
-            "train": f"lwnn.speech.keyword_clips('train', seed={args.seed}) x {AUGMENTED_COPIES + 1} "
+            "train": f"lwnn.zoo.speech.keyword_clips('train', seed={args.seed}) x {AUGMENTED_COPIES + 1} "
             "(original + augmented)",
-            "test": f"lwnn.speech.keyword_clips('test', seed={args.seed})",
+            "test": f"lwnn.zoo.speech.keyword_clips('test', seed={args.seed})",
             "espeak": speech.espeak_version(),
         },
         "metric": "keyword accuracy on held-out voices",
         "test_accuracy": round(accuracy, 4),
         "test_clips": len(test),
         "test_subset": {
-            "recipes": f"lwnn.speech.keyword_recipes('test')[::{TEST_SUBSET_STEP}]",
+            "recipes": f"lwnn.zoo.speech.keyword_recipes('test')[::{TEST_SUBSET_STEP}]",
             "call": f"keyword_clips('test', seed={args.seed}, use_cache=False, recipes=...)",
             "clips": len(subset),
             "accuracy": round(accuracy_subset, 6),
         },
         "real_speech": {
-            "source": "pocketsphinx-testdata cards, first word (lwnn.speech.real_keyword_clips)",
+            "source": "pocketsphinx-testdata cards, first word (lwnn.zoo.speech.real_keyword_clips)",
             "truth": real_truth,
             "recognised": real_words,
             "accuracy": real_acc,

@@ -1,4 +1,4 @@
-"""Train the scaled ENet segmenter on lwnn's Fashion-MNIST scenes (lwnn.scenes masks).
+"""Train the scaled ENet segmenter on lwnn's Fashion-MNIST scenes (lwnn.zoo.scenes masks).
 
     .venv/bin/python scripts/train_enet.py
 
@@ -22,7 +22,7 @@ classes). BatchNorm folded into the convolutions at export; spatial dropout only
 
 Training: cross-entropy weighted as ENet does (w_c = 1 / ln(1.02 + p_c), p_c the class's pixel
 share in the training masks), AdamW with a one-cycle schedule, fixed seed, one thread.
-Metric: mIoU over the 11 classes (lwnn.scenes.mean_iou) of lwnn's run on held-out test scenes.
+Metric: mIoU over the 11 classes (lwnn.zoo.scenes.mean_iou) of lwnn's run on held-out test scenes.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ from famous_common import (  # noqa: E402
     write_artefacts,
 )
 
-from lwnn.famous import SCENE_CLASSES, SCENE_SIZE  # noqa: E402
-from lwnn.scenes import make_scenes, mean_iou  # noqa: E402
+from lwnn.zoo.famous import SCENE_CLASSES, SCENE_SIZE  # noqa: E402
+from lwnn.zoo.scenes import make_scenes, mean_iou  # noqa: E402
 
 NAME = "enet"
 COMMAND = ".venv/bin/python scripts/train_enet.py"
@@ -242,7 +242,7 @@ def write_real(path: Path, seed: int) -> None:
         "model": path.name,
         "architecture": "ENet at its published size (3x512x512 input, 16/64/128 channels, stages 1-5), "
         "nearest upsampling instead of max-unpooling; untrained seeded weights, BatchNorm "
-        "statistics from 4 lwnn.scenes images (grey repeated to 3 channels)",
+        "statistics from 4 lwnn.zoo.scenes images (grey repeated to 3 channels)",
         "input": {"name": "image", "shape": ["batch", 3, REAL_SIZE, REAL_SIZE], "dtype": "float32"},
         "output": {"name": "scores", "shape": ["batch", REAL_CLASSES, REAL_SIZE, REAL_SIZE]},
         "parameters": params,
@@ -367,7 +367,7 @@ def main() -> None:
             "name": "image",
             "shape": ["batch", 1, SCENE_SIZE, SCENE_SIZE],
             "dtype": "float32",
-            "preprocessing": "lwnn.scenes images: grey level in [0, 1]",
+            "preprocessing": "lwnn.zoo.scenes images: grey level in [0, 1]",
         },
         "output": {
             "name": "scores",
@@ -375,8 +375,10 @@ def main() -> None:
             "meaning": "class scores (argmax over axis 1 = mask: 0 background, 1 + Fashion-MNIST class)",
         },
         "data": {
-            "train": f"lwnn.scenes.make_scenes({args.train_scenes}, {SCENE_SIZE}, 'train', seed={args.seed})",
-            "test": f"lwnn.scenes.make_scenes({args.test_scenes}, {SCENE_SIZE}, 'test', seed={args.seed})",
+            "train": f"lwnn.zoo.scenes.make_scenes({args.train_scenes}, {SCENE_SIZE}, 'train', "
+                     f"seed={args.seed})",
+            "test": f"lwnn.zoo.scenes.make_scenes({args.test_scenes}, {SCENE_SIZE}, 'test', "
+                    f"seed={args.seed})",
         },
         "metric": "mIoU over 11 classes (background included), confusion summed over all test pixels",
         "test_miou": round(score.miou, 4),

@@ -9,7 +9,7 @@ Writes, under lwnn/data/:
 
 Input: float32 [N, 1, 28, 28], grey level / 255 (so in [0, 1]), no mean/std normalisation.
 Output: class probabilities [N, 10] (a separate Softmax layer after the logits), class names in
-``lwnn.datasets.FASHION_MNIST_CLASSES``.
+``lwnn.zoo.datasets.FASHION_MNIST_CLASSES``.
 
 The layers are the ones the quantization work needs to see: conv + BatchNorm + ReLU, max pool,
 depthwise conv, pointwise conv, average pool, flatten, dense, softmax. Training (AdamW, one-cycle
@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import lwnn  # noqa: E402
-from lwnn.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist  # noqa: E402
+from lwnn.zoo.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist  # noqa: E402
 
 OUT_DIR = REPO / "lwnn" / "data"
 COMMAND = ".venv/bin/python scripts/train_fashion_cnn.py"

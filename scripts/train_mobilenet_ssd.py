@@ -1,4 +1,4 @@
-"""Train the scaled MobileNet-SSD on lwnn's Fashion-MNIST scenes (lwnn.scenes).
+"""Train the scaled MobileNet-SSD on lwnn's Fashion-MNIST scenes (lwnn.zoo.scenes).
 
     .venv/bin/python scripts/train_mobilenet_ssd.py
 
@@ -10,8 +10,8 @@ an extra 1x1 + 3x3 stride-2 layer, and SSD heads (1x1 convs for box offsets and 
 on the 12x12, 6x6 and 3x3 feature maps; class scores through a softmax over 11 classes
 (background + 10), flattened as Caffe's mbox_conf_softmax. ONNX outputs: ``loc`` [N, P*4],
 ``conf`` [N, P*11] and the three head feature maps ``feat1..3`` (PriorBox reads their shapes).
-``lwnn.famous.load_model("mobilenet_ssd")`` appends PriorBox per head, Concat and
-DetectionOutput (lwnn.famous.SSD_HEADS / SSD_DETECTION hold their parameters; P = 846 priors).
+``lwnn.zoo.famous.load_model("mobilenet_ssd")`` appends PriorBox per head, Concat and
+DetectionOutput (lwnn.zoo.famous.SSD_HEADS / SSD_DETECTION hold their parameters; P = 846 priors).
 
 Training: SSD's multibox loss (priors matched at IoU >= 0.5 plus each object's best prior, smooth
 L1 on centre-size offsets with variances 0.1/0.2, cross-entropy with 3:1 hard negative mining),
@@ -43,8 +43,8 @@ from famous_common import (  # noqa: E402
     write_artefacts,
 )
 
-from lwnn.famous import SCENE_CLASSES, SCENE_SIZE, SSD_HEADS, load_model, ssd_priors  # noqa: E402
-from lwnn.scenes import box_iou, detections_from_rows, make_scenes, mean_average_precision  # noqa: E402
+from lwnn.zoo.famous import SCENE_CLASSES, SCENE_SIZE, SSD_HEADS, load_model, ssd_priors  # noqa: E402
+from lwnn.zoo.scenes import box_iou, detections_from_rows, make_scenes, mean_average_precision  # noqa: E402
 
 NAME = "mobilenet_ssd"
 COMMAND = ".venv/bin/python scripts/train_mobilenet_ssd.py"
@@ -240,9 +240,9 @@ def main() -> None:
 
     full = load_model(NAME) if args.out == OUT_DIR else None
     if full is None:
-        from lwnn.famous import ssd_graph
         from lwnn.importers.onnx import import_onnx, read_onnx
         from lwnn.model import Model
+        from lwnn.zoo.famous import ssd_graph
 
         full = Model(ssd_graph(import_onnx(read_onnx(args.out / f"{NAME}.onnx"))))
     with Timer() as t_eval:
@@ -257,12 +257,12 @@ def main() -> None:
         "model": f"{NAME}.onnx",
         "architecture": "MobileNet-SSD, scaled: conv + 6 depthwise separable blocks + extra layer, "
         "SSD heads on "
-        "12x12, 6x6, 3x3 maps; PriorBox/Concat/DetectionOutput appended by lwnn.famous",
+        "12x12, 6x6, 3x3 maps; PriorBox/Concat/DetectionOutput appended by lwnn.zoo.famous",
         "input": {
             "name": "image",
             "shape": ["batch", 1, SCENE_SIZE, SCENE_SIZE],
             "dtype": "float32",
-            "preprocessing": "lwnn.scenes images: grey level in [0, 1]",
+            "preprocessing": "lwnn.zoo.scenes images: grey level in [0, 1]",
         },
         "outputs": {
             "loc": "box offsets [N, P*4]",
@@ -272,8 +272,10 @@ def main() -> None:
         "priors": len(priors),
         "classes": ["background", "Fashion-MNIST 0..9"],
         "data": {
-            "train": f"lwnn.scenes.make_scenes({args.train_scenes}, {SCENE_SIZE}, 'train', seed={args.seed})",
-            "test": f"lwnn.scenes.make_scenes({args.test_scenes}, {SCENE_SIZE}, 'test', seed={args.seed})",
+            "train": f"lwnn.zoo.scenes.make_scenes({args.train_scenes}, {SCENE_SIZE}, 'train', "
+                     f"seed={args.seed})",
+            "test": f"lwnn.zoo.scenes.make_scenes({args.test_scenes}, {SCENE_SIZE}, 'test', "
+                    f"seed={args.seed})",
         },
         "metric": "VOC mAP@0.5 (all-point), lwnn DetectionOutput (conf > 0.01, NMS 0.45, keep 100)",
         "test_map50": round(score.map, 4),

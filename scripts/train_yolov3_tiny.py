@@ -1,4 +1,4 @@
-"""Train the scaled YOLOv3-tiny on lwnn's Fashion-MNIST scenes (lwnn.scenes).
+"""Train the scaled YOLOv3-tiny on lwnn's Fashion-MNIST scenes (lwnn.zoo.scenes).
 
     .venv/bin/python scripts/train_yolov3_tiny.py
 
@@ -10,7 +10,7 @@ pools (the last with stride 1 on an edge-padded map, as darknet pools), 3x3 / 1x
 1x1 head on the 3x3 map (``head1``, stride 32, anchors 3-5); a route back to the 1x1 conv, a 1x1
 conv, 2x nearest upsampling, a route concatenating layer 8 (the 6x6 map), a 3x3 conv and a 1x1
 head (``head2``, stride 16, anchors 0-2). Heads are [N, 3*(5+10), H, W] in darknet's channel
-order; ``lwnn.famous.load_model("yolov3_tiny")`` appends a Yolo layer per head and YoloOutput.
+order; ``lwnn.zoo.famous.load_model("yolov3_tiny")`` appends a Yolo layer per head and YoloOutput.
 
 Training: YOLOv3's loss (each object assigned to the anchor of best shape IoU among all six, in
 the cell holding its centre; BCE on the sigmoid centre offsets and objectness, squared error on
@@ -43,8 +43,8 @@ from famous_common import (  # noqa: E402
     write_artefacts,
 )
 
-from lwnn.famous import SCENE_CLASSES, SCENE_SIZE, YOLO_ANCHORS, YOLO_MASKS, yolo_graph  # noqa: E402
-from lwnn.scenes import detections_from_rows, make_scenes, mean_average_precision  # noqa: E402
+from lwnn.zoo.famous import SCENE_CLASSES, SCENE_SIZE, YOLO_ANCHORS, YOLO_MASKS, yolo_graph  # noqa: E402
+from lwnn.zoo.scenes import detections_from_rows, make_scenes, mean_average_precision  # noqa: E402
 
 NAME = "yolov3_tiny"
 COMMAND = ".venv/bin/python scripts/train_yolov3_tiny.py"
@@ -277,12 +277,12 @@ def main() -> None:
         "model": f"{NAME}.onnx",
         "architecture": "YOLOv3-tiny layout, scaled (8..128 filters): "
         "two heads (3x3 stride 32, 6x6 stride 16), "
-        "route + 1x1 conv + upsample; Yolo/YoloOutput appended by lwnn.famous",
+        "route + 1x1 conv + upsample; Yolo/YoloOutput appended by lwnn.zoo.famous",
         "input": {
             "name": "image",
             "shape": ["batch", 1, SCENE_SIZE, SCENE_SIZE],
             "dtype": "float32",
-            "preprocessing": "lwnn.scenes images: grey level in [0, 1]",
+            "preprocessing": "lwnn.zoo.scenes images: grey level in [0, 1]",
         },
         "outputs": {
             "head1": f"[N, {3 * PER_ANCHOR}, 3, 3], anchors 3,4,5",
@@ -292,8 +292,10 @@ def main() -> None:
         "masks": [list(m) for m in YOLO_MASKS],
         "classes": "Fashion-MNIST 0..9",
         "data": {
-            "train": f"lwnn.scenes.make_scenes({args.train_scenes}, {SCENE_SIZE}, 'train', seed={args.seed})",
-            "test": f"lwnn.scenes.make_scenes({args.test_scenes}, {SCENE_SIZE}, 'test', seed={args.seed})",
+            "train": f"lwnn.zoo.scenes.make_scenes({args.train_scenes}, {SCENE_SIZE}, 'train', "
+                     f"seed={args.seed})",
+            "test": f"lwnn.zoo.scenes.make_scenes({args.test_scenes}, {SCENE_SIZE}, 'test', "
+                    f"seed={args.seed})",
         },
         "metric": "VOC mAP@0.5 (all-point), lwnn Yolo + YoloOutput (threshold 0.05, NMS 0.45, keep 100)",
         "test_map50": round(score.map, 4),

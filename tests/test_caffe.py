@@ -215,16 +215,11 @@ def test_average_pooling_counts_padding_but_not_the_ceil_overhang(tmp_path):
 def test_bundled_mobilenet_ssd_at_its_real_size(tmp_path):
     """The bundled MobileNet-SSD deploy prototxt is what the script writes; with seeded weights it
     imports, runs at 300x300 and produces its 1917 priors and a [1, 1, 100, 7] detection tensor."""
-    import importlib.util
-
     from lwnn.importers.caffe import bundled_prototxt
+    from lwnn.zoo import mobilenet_ssd_caffe as writer
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "write_mobilenet_ssd.py"
-    spec = importlib.util.spec_from_file_location("write_mobilenet_ssd", script)
-    writer = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(writer)
     path = bundled_prototxt()
-    assert path.read_text() == writer.prototxt(), "regenerate it with scripts/write_mobilenet_ssd.py"
+    assert path.read_text() == writer.prototxt(), "regenerate it with python -m lwnn.zoo.mobilenet_ssd_caffe"
     written = writer.write_caffemodel(path, tmp_path / "ssd.caffemodel", seed=2)
     model = lwnn.load(path, weights=tmp_path / "ssd.caffemodel")
     assert len(written) == 47 and sum(a.size for v in written.values() for a in v) == 5_783_417

@@ -1,10 +1,9 @@
 """Darknet import: the bundled YOLOv3 / YOLOv3-tiny cfgs with weights files written in darknet's
-binary layout by scripts/write_darknet_weights.py (which walks the cfg on its own): every array
+binary layout by lwnn.zoo.darknet_weights (which walks the cfg on its own): every array
 reads back exactly, the models run, and layer semantics match independent NumPy formulas."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -16,19 +15,12 @@ import lwnn
 from lwnn.errors import ModelFormatError, UnsupportedOpError
 from lwnn.importers.darknet import bundled_cfg
 from lwnn.ops.detection import YoloOutput
+from lwnn.zoo import darknet_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _writer():
-    script = ROOT / "scripts" / "write_darknet_weights.py"
-    spec = importlib.util.spec_from_file_location("write_darknet_weights", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-writer = _writer()
+writer = darknet_weights
 
 
 @pytest.fixture(scope="module")

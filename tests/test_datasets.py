@@ -9,7 +9,13 @@ import pytest
 
 import lwnn
 from lwnn.data import default_metadata, default_model_path, default_samples
-from lwnn.datasets import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mnist, read_idx
+from lwnn.zoo.datasets import (
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_DIR,
+    fashion_feeds,
+    load_fashion_mnist,
+    read_idx,
+)
 
 needs_data = pytest.mark.skipif(
     not FASHION_MNIST_DIR.is_dir(), reason="apt-get install dataset-fashion-mnist"
@@ -92,3 +98,14 @@ def test_default_model_accuracy_lwnn_matches_onnxruntime():
     assert disagree.size == 0, f"lwnn and onnxruntime disagree on test images {disagree[:20].tolist()}"
     accuracy = float((pred_lwnn == labels).mean())
     assert accuracy == pytest.approx(default_metadata()["test_accuracy_onnxruntime"], abs=0.001)
+
+
+@needs_data
+def test_fashion_feeds_are_the_bundled_cnns_input():
+    feeds, labels = fashion_feeds("test", 100)
+    images, all_labels = load_fashion_mnist("test")
+    assert list(feeds) == ["image"] and feeds["image"].shape == (100, 1, 28, 28)
+    assert feeds["image"].dtype == np.float32 and 0 <= feeds["image"].min() and feeds["image"].max() <= 1
+    np.testing.assert_array_equal(feeds["image"][:, 0], (images[:100] / 255).astype(np.float32))
+    np.testing.assert_array_equal(labels, all_labels[:100])
+    assert lwnn.load(default_model_path()).run(feeds)["probs"].shape == (100, 10)

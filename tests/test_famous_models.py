@@ -1,4 +1,4 @@
-"""The committed scaled famous models (lwnn.famous): each loads in lwnn with its original
+"""The committed scaled famous models (lwnn.zoo.famous): each loads in lwnn with its original
 decoding layers, agrees with onnxruntime, and its task metric recomputed on a small fixed
 held-out set equals the number its training script recorded."""
 
@@ -9,8 +9,8 @@ import shutil
 import numpy as np
 import pytest
 
-from lwnn import famous, speech
-from lwnn.scenes import detections_from_rows, make_scenes, mean_iou
+from lwnn.zoo import famous, speech
+from lwnn.zoo.scenes import detections_from_rows, make_scenes, mean_iou
 
 # The metric is recomputed with the same code and data as the training script; the tolerance
 # covers float summation order differences between machines (NumPy/BLAS builds), nothing more.

@@ -1,4 +1,4 @@
-"""Detection/segmentation scenes (lwnn.scenes): ground truth matches the pixels, scenes are
+"""Detection/segmentation scenes (lwnn.zoo.scenes): ground truth matches the pixels, scenes are
 deterministic, and the metric functions agree with hand-computed cases."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lwnn import scenes as sc
-from lwnn.scenes import (
+from lwnn.zoo import scenes as sc
+from lwnn.zoo.scenes import (
     average_precision,
     box_iou,
     detections_from_rows,

@@ -1,4 +1,4 @@
-"""Keyword speech data (lwnn.speech): espeak-ng clips have the stated rate, length and content,
+"""Keyword speech data (lwnn.zoo.speech): espeak-ng clips have the stated rate, length and content,
 are deterministic, and the real recordings and the MFCC front end behave as documented."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from lwnn import speech
+from lwnn.zoo import speech
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 

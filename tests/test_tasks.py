@@ -1,4 +1,4 @@
-"""lwnn.tasks: text boxes, matching and agreement, speech decisions and segments, against cases
+"""lwnn.zoo.tasks: text boxes, matching and agreement, speech decisions and segments, against cases
 worked out by hand; then DBNet's boxes on the real page."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lwnn import tasks
 from lwnn.errors import LwnnError
-from lwnn.tasks import Agreement
+from lwnn.zoo import tasks
+from lwnn.zoo.tasks import Agreement
 
 
 def test_agreement_counts_give_precision_recall_f1():

@@ -3,7 +3,7 @@
 ``fashion_cnn.onnx`` is a small mobile-style CNN trained on Fashion-MNIST by
 ``scripts/train_fashion_cnn.py`` (fixed seed; ``fashion_cnn.json`` records how and how well).
 Input ``image``: float32 [N, 1, 28, 28], grey level / 255 in [0, 1]. Output ``probs``: [N, 10]
-softmax probabilities, classes named by ``lwnn.datasets.FASHION_MNIST_CLASSES``.
+softmax probabilities, classes named by ``lwnn.zoo.datasets.FASHION_MNIST_CLASSES``.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from lwnn.ops import shape as s
 
 
 def bundled_prototxt(name: str = "mobilenet_ssd_deploy.prototxt") -> Path:
-    """Path of a Caffe deploy prototxt shipped with lwnn (written by scripts/write_mobilenet_ssd.py)."""
+    """Path of a Caffe deploy prototxt shipped with lwnn (written by lwnn.zoo.mobilenet_ssd_caffe)."""
     from importlib import resources
 
     path = resources.files("lwnn.data") / "caffe" / name

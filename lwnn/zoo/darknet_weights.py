@@ -1,6 +1,6 @@
 """Write a darknet ``.weights`` file for a cfg, in darknet's binary layout, from seeded weights.
 
-    python scripts/write_darknet_weights.py lwnn/data/darknet/yolov3-tiny.cfg /tmp/tiny.weights
+    python -m lwnn.zoo.darknet_weights lwnn/data/darknet/yolov3-tiny.cfg /tmp/tiny.weights
 
 Layout written (darknet's save_weights): int32 major, minor, revision; images seen as int64 when
 major*10+minor >= 2 else int32; then per [convolutional] section in cfg order: float32 biases,

@@ -1,8 +1,8 @@
 """Write MobileNet-SSD (300x300, 21 VOC classes) as a Caffe deploy prototxt, and optionally a
 caffemodel of seeded weights for it.
 
-    python scripts/write_mobilenet_ssd.py        # writes lwnn/data/caffe/mobilenet_ssd_deploy.prototxt
-    python scripts/write_mobilenet_ssd.py --weights /tmp/ssd.caffemodel --seed 0
+    python -m lwnn.zoo.mobilenet_ssd_caffe   # writes lwnn/data/caffe/mobilenet_ssd_deploy.prototxt
+    python -m lwnn.zoo.mobilenet_ssd_caffe --weights /tmp/ssd.caffemodel --seed 0
 
 The architecture is the published MobileNet-SSD deploy network (batch norm merged into the
 convolutions): a MobileNet v1 backbone (conv0..conv13, depthwise separable), four extra layers
