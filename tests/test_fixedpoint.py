@@ -393,6 +393,10 @@ def test_activation_range():
     assert p.activation_range() == (-128, 127)
     assert p.activation_range(lo=0.0) == (-10, 127)  # ReLU clamps at the zero point
     assert p.activation_range(lo=0.0, hi=6.0) == (-10, 110)  # ReLU6: -10 + 6 / 0.05
+    assert p.activation_range(lo=float("-inf"), hi=float("inf")) == (-128, 127)
+    # In float32, as TFLite: 0.25 / float32(0.1) is 2.5 there (2.49999996 in float64), so it rounds
+    # away to 3. The kernels clamp with these very bounds.
+    assert AffineParams(0.1, 0).activation_range(hi=0.25) == (-128, 3)
 
 
 def test_params_json_round_trip():

@@ -179,18 +179,22 @@ class AffineParams(_Codes):
     def activation_range(self, lo: float | None = None, hi: float | None = None) -> tuple[int, int]:
         """Integer clamp bounds for a fused activation clipping reals to ``[lo, hi]``.
 
-        As TFLite's ``CalculateActivationRangeQuantized``: ReLU is ``lo=0`` (clamps at the zero
-        point), ReLU6 ``lo=0, hi=6``; ``None`` leaves that side at ``qmin``/``qmax``.
+        As TFLite's ``CalculateActivationRangeQuantized``, in float32 as it computes:
+        ``clamp(zero_point + round(bound / scale), qmin, qmax)``. ReLU is ``lo=0`` (clamps at the
+        zero point), ReLU6 ``lo=0, hi=6``; ``None`` or an infinite bound leaves that side at
+        ``qmin``/``qmax``. The s8 kernels (CPU and OpenCL) clamp with exactly these bounds.
         """
         if self.per_channel:
             raise CalibrationError("activation_range needs per-tensor parameters. Received axis="
                                    f"{self.axis}.")
-        act_min, act_max = self.qmin, self.qmax
-        if lo is not None:
-            act_min = max(act_min, int(self.quantize(np.float64(lo))))
-        if hi is not None:
-            act_max = min(act_max, int(self.quantize(np.float64(hi))))
-        return act_min, act_max
+
+        def code(bound, default: int) -> int:
+            if bound is None or not np.isfinite(bound):
+                return default
+            steps = float(round_half_away(np.float32(bound) / np.float32(self.scale)))
+            return int(np.clip(int(self.zero_point) + steps, self.qmin, self.qmax))
+
+        return code(lo, self.qmin), code(hi, self.qmax)
 
     def to_dict(self) -> dict:
         """JSON-ready description; ``from_dict`` restores it exactly (float32 scales round-trip)."""

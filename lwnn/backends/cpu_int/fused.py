@@ -8,14 +8,13 @@ from __future__ import annotations
 import numpy as np
 
 from lwnn.backends.cpu_int.registry import FAMILIES, INT_KERNELS, IntCall, kernel_for
-from lwnn.backends.cpu_int.s8 import _activation_bound
 from lwnn.numerics.params import AffineParams
 
 
 def _clamp_codes(call: IntCall) -> tuple[int, int]:
     out, op = call.out[0], call.op
     if isinstance(out, AffineParams):  # TFLite's rounding of the bounds (float32 roundf)
-        return _activation_bound(op.lo, out, out.qmin), _activation_bound(op.hi, out, out.qmax)
+        return out.activation_range(op.lo, op.hi)
     lo = out.qmin if op.lo == float("-inf") else int(out.quantize(np.float64(op.lo)))
     hi = out.qmax if op.hi == float("inf") else int(out.quantize(np.float64(op.hi)))
     return max(lo, out.qmin), min(hi, out.qmax)

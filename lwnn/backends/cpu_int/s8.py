@@ -262,21 +262,13 @@ def clamp(call: IntCall):
     lo, hi = (0.0, None) if call.layer.op_type == "Relu" else (call.op.min, call.op.max)
     def constants():
         m, s = fp.quantize_multiplier(float(np.float32(px.scale) / np.float32(out.scale)))
-        bounds = _activation_bound(lo, out, out.qmin), _activation_bound(hi, out, out.qmax)
+        bounds = out.activation_range(lo, hi)
         return (*bounds, m, s, fp.InRangeMultiplier.of(m, s))
 
     act_min, act_max, m, s, prepared = call.memo("clamp", constants)
     y = _shifted_multiply(np.subtract(x, int(px.zero_point), dtype=np.int64), m, s, prepared)
     y += int(out.zero_point)
     return np.clip(y, act_min, act_max, out=y).astype(np.int8)
-
-
-def _activation_bound(bound, out, default: int) -> int:
-    """``clamp(zp + roundf(bound / scale), qmin, qmax)``; an absent or infinite bound: ``default``."""
-    if bound is None or not np.isfinite(bound):
-        return default
-    steps = float(round_half_away(np.float32(bound) / np.float32(out.scale)))
-    return int(np.clip(int(out.zero_point) + steps, out.qmin, out.qmax))
 
 
 @int_kernel("s8", *LUT_OPS)

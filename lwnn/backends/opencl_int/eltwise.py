@@ -167,11 +167,9 @@ def _clamp_constants(call: IntCall) -> tuple:
     relu = call.layer.op_type == "Relu"
     lo, hi = (0.0, None) if relu else (call.op.min, call.op.max)
     if family_of(call) == "s8":
-        from lwnn.backends.cpu_int.s8 import _activation_bound
-
         m, s = fp.quantize_multiplier(float(np.float32(px.scale) / np.float32(out.scale)))
         return (int(px.zero_point), int(m), int(s), int(out.zero_point),
-                _activation_bound(lo, out, out.qmin), _activation_bound(hi, out, out.qmax))
+                *out.activation_range(lo, hi))
     move = out.frac_bits - px.frac_bits
     if relu:
         return 0, 0, move, 0, 0, out.qmax
