@@ -32,35 +32,19 @@ class CpuFloat:
         return run_cpu_kernel(layer, args)
 
 
-class CpuInteger:
-    """The integer CPU runtime of one scheme (s8, q8, q16); run through ``lwnn.quantize``."""
+class IntegerRuntime:
+    """The integer runtime of one scheme (s8, q8, q16) on one backend; quantized models run on it
+    (``q.run(feeds, backend=...)``). It runs a layer when its kernel table has one."""
 
-    backend = "cpu"
-
-    def __init__(self, scheme: str):
-        self.scheme = scheme
-        self.name = f"cpu/{scheme}"
+    def __init__(self, backend: str, scheme: str):
+        self.backend, self.scheme, self.name = backend, scheme, f"{backend}/{scheme}"
 
     def supports(self, layer: Layer) -> bool:
-        from lwnn.backends.cpu_int import kernel_for
-
-        return kernel_for(self.scheme, layer) is not None
-
-
-class OpenCLInteger:
-    """The integer OpenCL runtime of one scheme; run through ``q.run(..., backend="opencl")``. It
-    covers a subset of the CPU integer runtime's layers and computes the same integers."""
-
-    backend = "opencl"
-
-    def __init__(self, scheme: str):
-        self.scheme = scheme
-        self.name = f"opencl/{scheme}"
-
-    def supports(self, layer: Layer) -> bool:
-        import lwnn.backends.opencl_int  # noqa: F401  (registers the kernels)
-        from lwnn.backends.opencl_int.registry import kernel_for
-
+        if self.backend == "opencl":
+            import lwnn.backends.opencl_int  # noqa: F401  (registers the kernels)
+            from lwnn.backends.opencl_int.registry import kernel_for
+        else:
+            from lwnn.backends.cpu_int import kernel_for
         return kernel_for(self.scheme, layer) is not None
 
 
@@ -76,7 +60,6 @@ def _opencl():
 
 
 _FACTORIES = {"cpu": CpuFloat, "opencl": _opencl}
-_INTEGER = {"cpu": CpuInteger, "opencl": OpenCLInteger}
 _instances: dict[str, object] = {}
 
 
@@ -84,7 +67,7 @@ def runtimes() -> list:
     """Every runtime lwnn has, per backend: float, then each integer scheme (the coverage table's
     columns, in order)."""
     return [runtime for backend in _FACTORIES
-            for runtime in (get_runtime(backend), *(_INTEGER[backend](s) for s in SCHEMES))]
+            for runtime in (get_runtime(backend), *(IntegerRuntime(backend, s) for s in SCHEMES))]
 
 
 # Columns of the coverage table, "<backend> <scheme>", generated from the runtimes above.
