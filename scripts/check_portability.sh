@@ -6,7 +6,7 @@
 # the machine's own settings).
 #
 #   bash scripts/check_portability.sh                        # notebooks and tests, every setting
-#   bash scripts/check_portability.sh --part notebooks       # notebooks only (~4 min a setting)
+#   bash scripts/check_portability.sh --part notebooks       # notebooks only (~3 min a setting)
 #   bash scripts/check_portability.sh --kernels "Haswell Sandybridge" --threads 1
 #
 # Kernels tried: Haswell (AVX2), SkylakeX (only where the CPU has AVX-512), Zen, and Sandybridge
