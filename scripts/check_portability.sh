@@ -32,7 +32,6 @@ while (($#)); do
     esac
 done
 case "$PART" in all|notebooks|tests) ;; *) echo "check_portability: --part is all, notebooks or tests; got '$PART'" >&2; exit 2 ;; esac
-[[ -x "$PY" ]] || { echo "check_portability: no venv at $VENV; run scripts/setup.sh first" >&2; exit 2; }
 source scripts/nbval_args.sh
 CORES="$(nproc)"
 FLAGS="$(grep -m1 '^flags' /proc/cpuinfo)"
@@ -57,6 +56,7 @@ done
 [[ "$THREADS" =~ ^[1-9][0-9]*( [1-9][0-9]*)*$ ]] \
     || { echo "check_portability: --threads takes counts such as \"1 2\"; got '$THREADS'" >&2; exit 2; }
 
+[[ -x "$PY" ]] || { echo "check_portability: no venv at $VENV; run scripts/setup.sh first" >&2; exit 2; }
 LOGS="${LWNN_PORTABILITY_LOGS:-$(mktemp -d -t lwnn-portability.XXXXXX)}"
 mkdir -p "$LOGS"
 
