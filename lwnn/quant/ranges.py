@@ -293,7 +293,7 @@ def _asymmetric(observer, method, bits, percentile, kl_bins, kl_levels, mse_cand
 def _first_best(scores, atol: float, rtol: float) -> int:
     """Index of the first score within ``atol + rtol * |min|`` of the minimum: candidates are
     listed in the order their ties should be broken, and a difference below the tolerance is
-    rounding noise (see ``_KL_TIE``). Infinite scores never win."""
+    rounding noise (see ``_KL_TIE``). An infinite score wins only when every score is infinite."""
     scores = np.asarray(scores, np.float64)
     best = float(np.min(scores))
     return int(np.flatnonzero(scores <= best + atol + rtol * abs(best))[0])
