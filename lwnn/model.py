@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lwnn.backends import get_runtime
-from lwnn.engine import Plan, Recording, build_plan, check_shape, execute
+from lwnn.engine import Plan, Recording, build_plan, check_shape, run_float
 from lwnn.errors import FeedError
 from lwnn.graph import Graph, Layer, _preview
 
@@ -86,7 +86,7 @@ class Model:
         runtime = get_runtime(backend)
         arrays = self.check_feeds(feeds)
         plan = self.plan({n: a.shape for n, a in arrays.items()})
-        return execute(plan, arrays, runtime, record)
+        return run_float(plan, arrays, runtime, record)
 
 
 # A feed may differ in precision from the declared dtype (float64 for float32), not in kind.

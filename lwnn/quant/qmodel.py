@@ -12,13 +12,17 @@ model's names; ``raw`` gives the integer tensors as the device holds them.
 from __future__ import annotations
 
 import json
+import warnings
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from lwnn.backends import get_runtime
 from lwnn.backends.cpu_int import kernel_for
 from lwnn.errors import BackendUnavailable, CalibrationError, LwnnError
+from lwnn.executor import Recorder, Schedule, Step, execute
 from lwnn.numerics.params import SCHEMES, AffineParams, QFormat
 from lwnn.numerics.roles import input_roles
 from lwnn.quant.folding import QuantGraph, quant_graph
@@ -61,15 +65,15 @@ class QuantizedModel:
         # Mode of each executed layer (a merged convolution runs in its members' common mode).
         self._qmodes = {layer.name: layer_modes[self.qgraph.members.get(layer.name, (layer.name,))[0]]
                         for layer in self.qgraph.layers}
-        # executed layer name (or (name, "opencl")) -> integer kernel or None, and the kernel's memo
-        self._kernels: dict[str | tuple, object] = {}
-        self._layer_cache: dict[str | tuple, dict] = {}
+        self._kernels: dict[str, object] = {}  # executed layer name -> CPU integer kernel or None
+        # (executed layer name, runtime name) -> IntBinding: parameters and the kernel's memo
+        self._bindings: dict[tuple[str, str], object] = {}
         self._roles = {layer.name: input_roles(layer, self.constants) for layer in self.qgraph.layers}
         self._holders = self._tensor_holders()
         self._raw_constants = self._quantize_constants()
         self._last_raw: dict[tuple[str, str], np.ndarray] = {}
         self.overflow: dict[str, int] = {}  # layer name -> int32 overflows, summed over runs
-        self._plan_cache: dict[int, tuple] = {}  # id(plan) -> (plan, steps, ...): lwnn.quant.execution
+        self._schedules: dict[tuple[int, str], tuple] = {}  # (id(plan), backend) -> (weakref, Schedule)
 
     # --- inspection ------------------------------------------------------------------------
     @property
@@ -181,17 +185,6 @@ class QuantizedModel:
             return None
         return kernel_for(mode, layer)
 
-    def device_kernel(self, layer):
-        """The OpenCL integer kernel of executed layer ``layer`` (``lwnn.backends.opencl_int``), or
-        None where the device has none (the CPU integer kernel runs it)."""
-        key = (layer.name, "opencl")
-        if key not in self._kernels:
-            from lwnn.backends import opencl_int
-
-            scheme = self.layer_scheme(layer)
-            self._kernels[key] = None if scheme is None else opencl_int.kernel_for(scheme, layer)
-        return self._kernels[key]
-
     def layer_scheme(self, layer) -> str | None:
         """Integer scheme executed layer ``layer`` runs under, or None when it runs in float."""
         return self._qmodes[layer.name] if self.integer_kernel(layer) is not None else None
@@ -210,12 +203,15 @@ class QuantizedModel:
             for n, r in zip(layer.inputs, self._roles[layer.name]):
                 if n and (r in ("weight", "bias") or n not in self._producer):
                     holders.setdefault(n, scheme)
-        for layer in self.qgraph.layers:  # float outputs: their first integer consumer's scheme
+        self._first_reader: dict[str, str] = {}  # tensor -> scheme of its first integer reader
+        for layer in self.qgraph.layers:
             scheme = self.layer_scheme(layer)
             if scheme is not None:
                 for n in layer.inputs:
                     if n:
-                        holders.setdefault(n, scheme)
+                        self._first_reader.setdefault(n, scheme)
+        for n, scheme in self._first_reader.items():  # float outputs: their first integer reader's
+            holders.setdefault(n, scheme)
         return holders
 
     def _quantize_constants(self) -> dict[tuple[str, str], np.ndarray]:
@@ -229,11 +225,16 @@ class QuantizedModel:
 
         ``backend="opencl"``: integer layers run on the OpenCL integer kernels where the device
         has them (bit-exact with the CPU ones; ``executed_by`` says ``opencl/<scheme>``), others on
-        the CPU integer or float kernels."""
-        from lwnn.quant.execution import Execution
-
+        the CPU integer or float kernels. Integer tensors stay on the device between device
+        layers; ``Recording.transfers`` lists every copy."""
         arrays, plan = self._plan_for(feeds, backend)
-        return Execution(self, plan, arrays, record, backend=backend).run()
+        recorder = Recorder() if record else None
+        run = execute(self._schedule(plan, backend), arrays, record=record, hook=recorder)
+        self._report_overflow(run.overflow)
+        if not record:
+            return run.outputs
+        self._last_raw = recorder.codes
+        return recorder.recording(run)
 
     def run_isolated(self, reference=None, feeds: dict | None = None, backend: str = "cpu"):
         """Every layer on its own inputs: each executed layer reads the float ``reference``
@@ -243,8 +244,6 @@ class QuantizedModel:
         under the source names, with ``executed_by``; overflow counts are not added to
         ``q.overflow`` and ``raw`` keeps the last cumulative run. Pass ``feeds`` alone to record
         the float reference here."""
-        from lwnn.quant.execution import Execution
-
         if reference is None:
             if feeds is None:
                 raise LwnnError("run_isolated needs a float Recording (m.run(feeds, record=True)) or "
@@ -256,18 +255,87 @@ class QuantizedModel:
         if feeds is None:
             feeds = {n: reference[n] for n in self.model.inputs if n in reference}
         arrays, plan = self._plan_for(feeds, backend)
-        return Execution(self, plan, arrays, record=True, reference=reference, backend=backend).run()
+        schedule = self._schedule(plan, backend)
+        recorder = Recorder()
+        run = execute(schedule, arrays, record=True, hook=recorder, reference=reference)
+        for name in self.model.inputs:  # as its first integer reader quantizes it
+            scheme = self._first_reader.get(name)
+            if name in arrays and scheme is not None:
+                codes = self._convert(name, arrays[name], "float", scheme)
+                recorder.tensors[name] = self._convert(name, codes, scheme, "float")
+        return recorder.recording(run)
 
     def _plan_for(self, feeds: dict, backend: str):
         if backend not in ("cpu", "opencl"):
             raise BackendUnavailable(
                 f"Quantized models run on backend='cpu' or 'opencl'. Received {backend!r}.")
         if backend == "opencl":
-            from lwnn.backends import get_runtime
-
             get_runtime("opencl")  # BackendUnavailable, saying why, without a device
         arrays = self.model.check_feeds(feeds)
         return arrays, self.model.plan({n: a.shape for n, a in arrays.items()})
+
+    def _schedule(self, plan, backend: str) -> Schedule:
+        """The plan's executed layers (merged as calibrated) on their runtimes: integer layers on
+        their scheme's runtime (on ``backend`` where it has the kernel, else the CPU's), the others
+        on CPU float, converting tensors at scheme boundaries (``_convert``). Cached per plan."""
+        key = (id(plan), backend)
+        hit = self._schedules.get(key)
+        if hit is not None and hit[0]() is plan:
+            return hit[1]
+        cpu = get_runtime("cpu")
+        layers = self.qgraph.steps(plan.steps)
+        steps = []
+        for layer in layers:
+            members = self.qgraph.members.get(layer.name, (layer.name,))
+            scheme = self.layer_scheme(layer)
+            if scheme is None:  # float; an integer reader takes its outputs re-quantized
+                requantize = tuple((o, self._first_reader[o]) for o in layer.outputs
+                                   if o in self._first_reader and o in self._params[self._first_reader[o]])
+                steps.append(Step(layer, cpu, members=members, requantize=requantize))
+                continue
+            runtime = get_runtime(backend, scheme)
+            if not runtime.supports(layer):
+                runtime = get_runtime("cpu", scheme)
+            roles = self._roles[layer.name]
+            steps.append(Step(layer, runtime, self._binding(layer, runtime), members=members,
+                              host_inputs=frozenset(i for i, r in enumerate(roles) if r == "raw")))
+        constants: dict[str, dict] = {"float": {**self.constants, **plan.constants}}
+        for (name, scheme), codes in self._raw_constants.items():
+            constants.setdefault(scheme, {})[name] = codes
+        schedule = Schedule(plan, steps, constants, self._convert)
+        self._schedules[key] = (weakref.ref(plan), schedule)
+        return schedule
+
+    def _binding(self, layer, runtime):
+        key = (layer.name, runtime.name)
+        binding = self._bindings.get(key)
+        if binding is None:
+            params = self._params[runtime.scheme]
+            roles = self._roles[layer.name]
+            ins = [params[n] if n and r != "raw" else None for n, r in zip(layer.inputs, roles)]
+            out = [params[o] for o in layer.outputs]
+            binding = self._bindings[key] = runtime.bind(layer, ins, out, roles)
+        return binding
+
+    def _convert(self, name: str, value: np.ndarray, src: str, dst: str) -> np.ndarray:
+        """Tensor ``name`` from domain ``src`` to ``dst`` ("float" or a scheme): dequantized with
+        ``src``'s parameters, quantized with ``dst``'s."""
+        if src != "float":
+            value = self._params[src][name].dequantize(value)
+        if dst != "float":
+            value = self._params[dst][name].quantize(value)
+        return value
+
+    def _report_overflow(self, overflow: dict[str, int]) -> None:
+        for name, count in overflow.items():
+            self.overflow[name] = self.overflow.get(name, 0) + count
+        if overflow:
+            worst = ", ".join(f"{n!r}: {c}" for n, c in sorted(overflow.items(), key=lambda kv: -kv[1])[:3])
+            warnings.warn(
+                f"int32 accumulator overflow in {len(overflow)} layer(s) ({worst}); the device would "
+                "wrap these values. See q.overflow; for q16 try q16_headroom='lwnn'.",
+                stacklevel=3,
+            )
 
     # --- persistence -----------------------------------------------------------------------
     def to_dict(self) -> dict:

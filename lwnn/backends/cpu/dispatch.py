@@ -14,14 +14,15 @@ from lwnn.graph import Layer
 
 
 def run_cpu_kernel(layer: Layer, args: list) -> list[np.ndarray]:
-    """Run one layer with the CPU float kernels; returns its outputs as a list."""
-    try:
-        fn = KERNELS[layer.op_type]
-    except KeyError:
-        raise UnsupportedOpError(
-            f"Layer {layer.name!r}: op {layer.op_type} has no CPU float kernel."
-        ) from None
+    """Run one layer with the CPU float kernels; returns its outputs as a list. A merged layer
+    (``lwnn.fusion``'s fused ops) is computed by its op's ``evaluate``, from its parts' kernels."""
+    fn = KERNELS.get(layer.op_type)
     while args and args[-1] is None:
         args = args[:-1]  # trailing omitted optional inputs
+    if fn is None:
+        evaluate = getattr(layer.op, "evaluate", None)
+        if evaluate is None:
+            raise UnsupportedOpError(f"Layer {layer.name!r}: op {layer.op_type} has no CPU float kernel.")
+        return [evaluate(*args)]
     out = fn(layer.op, *args)
     return list(out) if isinstance(out, tuple | list) else [out]

@@ -57,6 +57,19 @@ def int_kernel(family: str, *op_types: str):
     return register
 
 
+@dataclass(frozen=True)
+class IntBinding:
+    """One integer layer of a quantized model, bound once: its kernel, the parameters of its inputs
+    (None for omitted inputs and for inputs it reads as they are) and outputs, the inputs' roles,
+    and the kernel's memo of derived constants (``IntCall.cache``)."""
+
+    kernel: Callable
+    params: list
+    out: list
+    roles: tuple
+    cache: dict
+
+
 def kernel_for(scheme: str, layer: Layer) -> Callable | None:
     """The integer kernel that runs ``layer`` under ``scheme``, or None (the layer falls back)."""
     fn = INT_KERNELS[FAMILIES[scheme]].get(layer.op_type)

@@ -1,6 +1,6 @@
 """The OpenCL float runtime (pyopencl): every layer with a kernel in ``layers.LAYERS`` runs on the
-device and its tensors stay there between layers; the engine runs the others on the CPU and
-records the copies (see ``lwnn.engine.execute``).
+device and its tensors stay there between layers; the executor runs the others on the CPU and
+records the copies (``lwnn.executor``; docs/architecture.md, "Execution").
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from lwnn.backends.opencl.context import (
 )
 from lwnn.backends.opencl.fuse import fuse_elementwise
 from lwnn.backends.opencl.layers import BINARY, LAYERS, NotOnDevice
+from lwnn.backends.runtime import LayerResult
 from lwnn.graph import Layer
 
 __all__ = ["OpenCLFloat", "CLTensor", "DeviceMemoryError", "NotOnDevice", "describe_devices", "choose_device"]
@@ -31,7 +32,6 @@ class OpenCLFloat:
     name = "opencl/float"
     backend = "opencl"
     scheme = "float"
-    device_resident = True  # lwnn.engine keeps this runtime's tensors on the device
 
     def __init__(self, device=None):
         self._device = device
@@ -82,11 +82,24 @@ class OpenCLFloat:
             args = args[:-1]
         return LAYERS[layer.op_type](self, layer, args, out_shapes)
 
+    def run_layer(self, layer: Layer, args: list, binding: list[tuple]) -> LayerResult:
+        """``run_device`` for the executor; ``binding``: the output shapes."""
+        return LayerResult(self.run_device(layer, args, binding), self.name)
+
+    def accepts(self, array: np.ndarray) -> bool:
+        return array.dtype == np.float32  # integer and bool tensors stay on the CPU
+
+    def holds(self, value) -> bool:
+        return isinstance(value, CLTensor)
+
     def upload(self, array: np.ndarray, name: str) -> CLTensor:
         return self.ctx.upload(array, name)
 
     def download(self, tensor: CLTensor) -> np.ndarray:
         return self.ctx.download(tensor)
+
+    def release(self, tensor: CLTensor) -> None:
+        tensor.release()
 
     def tables(self, key, make) -> CLTensor:
         """A small constant table (Resize indices...) computed once per key and kept on the device."""

@@ -9,7 +9,7 @@ nothing else reads are skipped, so recorded runs (which need every tensor) never
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -35,13 +35,26 @@ class Chain:
 @dataclass(frozen=True)
 class Fused:
     """``head`` (a Conv, a binary op or ``Chain``) followed by ``chain`` stages (code, a, b);
-    ``parts`` are the original layers, which the CPU runs in order if the device cannot."""
+    ``parts`` are the original layers, which the CPU runs in order if the device cannot
+    (``evaluate``), with the scalar ``constants`` they read besides the fused layer's inputs."""
 
     type: ClassVar[str] = "OpenCLFused"
     const_inputs: ClassVar[tuple] = ()
     head: object
     chain: tuple
     parts: tuple
+    inputs: tuple = ()  # the fused layer's inputs, as the first part reads them
+    constants: tuple = field(default=(), compare=False)  # (name, array) the later parts read
+
+    def evaluate(self, *args) -> np.ndarray:
+        """The float value: the parts' CPU kernels in order."""
+        from lwnn.backends.cpu.dispatch import run_cpu_kernel
+
+        env = {**dict(self.constants), **dict(zip(self.inputs, args))}
+        for part in self.parts:
+            outs = run_cpu_kernel(part, [env[n] if n else None for n in part.inputs])
+            env.update(zip(part.outputs, outs))
+        return env[self.parts[-1].outputs[0]]
 
 
 def _unary_stage(layer: Layer):
@@ -144,7 +157,10 @@ def fuse_elementwise(
         head = layer.op if is_head else Chain()
         inputs = layer.inputs if is_head else (layer.inputs[0],)
         name = "+".join(p.name for p in group)
-        out.append(Layer(name, Fused(head, tuple(chain), tuple(group)), inputs, (group[-1].outputs[0],)))
+        inner = {o for p in group for o in p.outputs} | set(inputs)
+        used = tuple(dict.fromkeys(n for p in group for n in p.inputs if n and n not in inner))
+        op = Fused(head, tuple(chain), tuple(group), tuple(inputs), tuple((n, constants[n]) for n in used))
+        out.append(Layer(name, op, inputs, (group[-1].outputs[0],)))
     return out
 
 

@@ -12,15 +12,12 @@ from collections.abc import Callable
 import numpy as np
 
 from lwnn.backends.opencl.context import CLTensor
+from lwnn.backends.runtime import NotOnDevice  # noqa: F401  (the layers raise it)
 from lwnn.graph import Layer
 
 LAYERS: dict[str, Callable] = {}
 
 LOCAL_1D = 128
-
-
-class NotOnDevice(Exception):
-    """This layer configuration has no OpenCL kernel; run it on the CPU."""
 
 
 def layer(*op_types: str):
