@@ -188,34 +188,25 @@ def conv_kind(layer, plan) -> str:
 
 
 def profile(name: str, batch: int, threads: int, repeats: int) -> None:
-    """Per-op-type time of lwnn's CPU float runtime, timing each ``run_layer`` of the plan."""
+    """Per-op-type time of lwnn's CPU float runtime: the executor's per-layer clock
+    (``Recording.seconds``) over recorded runs, which execute every layer as imported."""
     import numpy as np
 
     import lwnn
-    from lwnn.backends import get_runtime
 
     path = model_path(name)
     m = lwnn.load(path)
     in_name = next(iter(m.inputs))
     feeds = m.check_feeds({in_name: make_input(name, batch)})
     plan = m.plan({n: a.shape for n, a in feeds.items()})
-    runtime = get_runtime("cpu")
     per_layer = np.zeros((repeats, len(plan.steps)))
     whole = []
     for r in range(repeats + 1):  # the first pass is a warm-up
-        env = dict(plan.constants)
-        env.update(feeds)
         t_all = time.perf_counter()
-        for i, layer in enumerate(plan.steps):  # as lwnn.engine.execute does, with a clock
-            args = [env[n] if n else None for n in layer.inputs]
-            t0 = time.perf_counter()
-            outs = runtime.run_layer(layer, args)
-            dt = time.perf_counter() - t0
-            env.update(zip(layer.outputs, outs))
-            if r:
-                per_layer[r - 1, i] = dt
+        seconds = m.run(feeds, record=True).seconds
         if r:
             whole.append(time.perf_counter() - t_all)
+            per_layer[r - 1] = [seconds[layer.name] for layer in plan.steps]
     layer_ms = np.median(per_layer, axis=0) * 1e3
     kinds: dict[str, list[float]] = {}
     for layer, ms in zip(plan.steps, layer_ms):

@@ -38,7 +38,7 @@ class Plan:
     schedules: dict = field(default_factory=dict, repr=False, compare=False)  # lwnn.engine._float_schedule
 
     def __post_init__(self):
-        from lwnn.fusion import fold_into_convolutions
+        from lwnn.passes.convolutions import fold_into_convolutions
 
         self.fast_steps, extra = fold_into_convolutions(self.steps, self.constants, self.outputs)
         self.constants.update(extra)
@@ -98,12 +98,24 @@ def _float_schedule(plan: Plan, runtime, record: bool) -> Schedule:
         from lwnn.backends import get_runtime
 
         cpu = get_runtime("cpu")
-        layers = plan.steps if record else runtime.device_steps(plan)
+        layers = plan.steps if record else device_layers(plan, runtime)
         steps = [Step(layer, runtime, [plan.shapes[o] for o in layer.outputs],
                       frozenset(layer.op.const_inputs), fallback=cpu) if runtime.supports(layer)
                  else Step(layer, cpu) for layer in layers]
     schedule = plan.schedules[key] = Schedule(plan, steps)
     return schedule
+
+
+def device_layers(plan: Plan, runtime) -> list[Layer]:
+    """The layers an unrecorded run executes on a device runtime: the plan's fast steps with
+    element-wise chains fused into the kernel before them where the runtime takes an epilogue
+    (``lwnn.passes.epilogues``; ``runtime.fuse = False`` turns it off)."""
+    if not runtime.fuse:
+        return plan.fast_steps
+    from lwnn.passes.epilogues import fuse_elementwise
+
+    return fuse_elementwise(plan.fast_steps, plan.constants, plan.shapes, plan.outputs,
+                            lambda layer: runtime.takes_epilogue(layer, plan))
 
 
 def run_float(plan: Plan, feeds: dict[str, np.ndarray], runtime, record: bool):

@@ -188,8 +188,8 @@ class Run:
         else:
             source = self.holder.get(name, FLOAT)
             if source == domain or name not in self.values[source]:
-                raise LwnnError(f"Layer {layer!r} reads tensor {name!r}, which no earlier layer "
-                                "produced and no feed or constant provides.")
+                raise LwnnError(f"It reads tensor {name!r}, which no earlier layer produced and no "
+                                "feed or constant provides.")
             value = self.host(name, source, layer, "fallback")
         if source == domain:
             return value
@@ -267,9 +267,10 @@ class Run:
         for name, value in zip(layer.outputs, result.outputs):
             if tuple(value.shape) != plan.shapes[name]:
                 raise KernelError(
-                    f"Layer {layer.name!r} ({layer.op_type}) on {result.ran_on} produced {name!r} "
-                    f"with shape {tuple(value.shape)}; shape inference expects {plan.shapes[name]}.")
-            self.drop(name)
+                    f"On {result.ran_on} it produced {name!r} with shape {tuple(value.shape)}; "
+                    f"shape inference expects {plan.shapes[name]}.")
+            if name in self.holder:  # written again (not in SSA graphs): forget the old copies
+                self.drop(name)
             self.values[domain][name] = value
             self.holder[name] = domain
         for name, scheme in step.requantize:

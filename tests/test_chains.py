@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import lwnn
-from lwnn.quant.chains import ElementwiseChain, fold_elementwise_chains
+from lwnn.passes.chains import ElementwiseChain, fold_elementwise_chains
 
 
 def graph_of(nodes, outputs=("y",), scalars=None):

@@ -21,7 +21,7 @@ LAYERS = {
     1: {"errors", "graph", "ops", "tolerance"},
     2: {"numerics"},
     3: {"backends"},
-    4: {"importers", "engine", "executor", "model", "loader", "fusion", "coverage", "data"},
+    4: {"importers", "engine", "executor", "model", "loader", "passes", "coverage", "data"},
     5: {"quant"},
     6: {"comparison", "viz", "widgets"},
     7: {""},

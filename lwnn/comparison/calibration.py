@@ -17,8 +17,7 @@ import numpy as np
 
 from lwnn.comparison import metrics
 from lwnn.errors import CalibrationError
-
-SCHEME_BITS = {"s8": 8, "q8": 8, "q16": 16}
+from lwnn.numerics.params import scheme_of
 
 
 @dataclass(frozen=True)
@@ -98,16 +97,15 @@ def calibration_sweep(values, scheme: str = "s8", *, name: str = "", points: int
     from lwnn.quant.observers import TensorObserver
     from lwnn.quant.ranges import METHODS, choose_frac_bits, choose_range
 
-    if scheme not in SCHEME_BITS:
-        raise CalibrationError(f"Unknown scheme {scheme!r}. Expected one of {list(SCHEME_BITS)}.")
+    spec = scheme_of(scheme)
     x = _subsample(values, samples)
     absmax = float(np.max(np.abs(x), initial=0.0))
     if absmax == 0.0:
         raise CalibrationError(f"Tensor {name or 'tensor'!r} is all zeros: there is no threshold to sweep.")
     observer = TensorObserver.of(np.asarray(values, np.float32), name)
-    bits = SCHEME_BITS[scheme]
+    bits = spec.bits
     picks: dict[str, RangeError] = {}
-    if scheme == "s8":
+    if spec.affine:
         vmin, vmax = float(x.min()), float(x.max())
         curve = [_s8_error(x, *s8_range(vmin, vmax, t)) for t in absmax * np.arange(1, points + 1) / points]
         for method in methods or METHODS:

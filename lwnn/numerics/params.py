@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -26,9 +27,44 @@ from lwnn.errors import CalibrationError, FeedError
 from lwnn.numerics.rounding import round_half_away, round_half_up
 
 BITS = (8, 16, 32)
-# The integer schemes (docs/architecture.md, "Quantization schemes") and their activation bits.
-SCHEMES = ("s8", "q8", "q16")
-SCHEME_BITS = {"s8": 8, "q8": 8, "q16": 16}
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """An integer scheme (docs/architecture.md, "Quantization schemes"): its name, the bits of its
+    activations, and its kernel family — "s8" (TFLite int8, ``AffineParams``) or "qformat"
+    (CMSIS-NN q7/q15, ``QFormat``), the family whose kernels run it. Code asks a scheme what it
+    is (``scheme.affine``, ``scheme.bits``) instead of comparing names."""
+
+    name: str
+    bits: int
+    family: str
+
+    @property
+    def affine(self) -> bool:
+        """Scale and zero point (s8) rather than a power-of-two format (q8, q16)."""
+        return self.family == "s8"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+S8, Q8, Q16 = Scheme("s8", 8, "s8"), Scheme("q8", 8, "qformat"), Scheme("q16", 16, "qformat")
+_SCHEMES = {s.name: s for s in (S8, Q8, Q16)}
+SCHEMES = tuple(_SCHEMES)  # the names users pass, in this order everywhere
+SCHEME_BITS = {s.name: s.bits for s in _SCHEMES.values()}
+
+
+def scheme_of(scheme: str | Scheme) -> Scheme:
+    """The ``Scheme`` named ``scheme`` (a Scheme is returned as it is); CalibrationError names
+    the known ones."""
+    if isinstance(scheme, Scheme):
+        return scheme
+    try:
+        return _SCHEMES[scheme]
+    except (KeyError, TypeError):
+        raise CalibrationError(f"Unknown scheme {scheme!r}. Expected one of {', '.join(SCHEMES)}.") from None
+
 _DTYPES = {8: np.int8, 16: np.int16, 32: np.int32}
 # Below this a float32 scale is subnormal (or zero); onnxruntime's quantizer uses 1.0 instead.
 _TINY = float(np.finfo(np.float32).tiny)
@@ -85,6 +121,7 @@ class AffineParams(_Codes):
     code (TFLite's symmetric weights use ``[-127, 127]``).
     """
 
+    family: ClassVar[str] = "s8"  # the kernel family of the scheme these parameters belong to (Scheme)
     scale: np.ndarray
     zero_point: np.ndarray
     bits: int = 8
@@ -317,6 +354,7 @@ class QFormat(_Codes):
     > 1. Codes saturate to ``[-2^(bits-1), 2^(bits-1)-1]`` (CMSIS ``__SSAT``).
     """
 
+    family: ClassVar[str] = "qformat"
     frac_bits: int
     bits: int = 8
 

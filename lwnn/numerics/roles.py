@@ -9,12 +9,13 @@ shapes, axes, BatchNorm statistics).
 from __future__ import annotations
 
 from lwnn.graph import Layer
-from lwnn.numerics.params import SCHEME_BITS, AffineParams, QFormat
+from lwnn.numerics.params import AffineParams, QFormat, scheme_of
+from lwnn.ops import op_types
 
 _ROLES = {
     "Conv": ("act", "weight", "bias"),
     "ConvTranspose": ("act", "weight", "bias"),
-    "FusedActivation": ("act", "weight", "bias"),  # lwnn.quant.activations: a Conv/Dense + ReLU
+    "FusedActivation": ("act", "weight", "bias"),  # lwnn.passes.activations: a Conv/Dense + ReLU
     "Dense": ("act", "weight", "bias"),
     "MatMul": ("act", "weight"),
     "BatchNorm": ("act", "raw", "raw", "raw", "raw"),
@@ -26,12 +27,9 @@ _ROLES = {
     "Gather": ("act", "raw"),
 }
 
-# Ops that only move or select values; their integer kernels are the float ones on codes
-# (lwnn.backends.cpu_int.movement).
-MOVEMENT_OPS = (
-    "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Slice", "Split", "Pad",
-    "MaxPool", "GlobalMaxPool", "Expand", "Gather",
-)
+# Ops that only move or select values (``Op.moves_values``); their integer kernels are the float
+# ones on codes (lwnn.backends.cpu_int.movement).
+MOVEMENT_OPS = op_types(lambda op: op.moves_values)
 # Outputs that keep input 0's parameters (moves and selections, and TFLite's int8 average pool).
 SAME_AS_INPUT = {*MOVEMENT_OPS, "AveragePool", "GlobalAveragePool"}
 
@@ -67,13 +65,13 @@ def same_as_input(layer: Layer) -> bool:
 
 def fixed_output(layer: Layer, scheme: str):
     """Parameters fixed by the scheme for this op's output (softmax, sigmoid, tanh), or None."""
-    bits = SCHEME_BITS[scheme]
-    if scheme == "s8":
+    spec = scheme_of(scheme)
+    if spec.affine:
         fixed = {"Softmax": (1 / 256, -128), "Sigmoid": (1 / 256, -128), "Tanh": (1 / 128, 0)}
         if layer.op_type in fixed:
             scale, zp = fixed[layer.op_type]
             return AffineParams(scale, zp)
         return None
     if layer.op_type in ("Softmax", "Sigmoid", "Tanh"):
-        return QFormat(bits - 1, bits)  # Q7 / Q15, as CMSIS
+        return QFormat(spec.bits - 1, spec.bits)  # Q7 / Q15, as CMSIS
     return None

@@ -4,6 +4,6 @@
 """
 
 from lwnn.ops import audio, conv, detection, elementwise, pool, recurrent, shape  # noqa: F401  (fills OPS)
-from lwnn.ops.base import OPS, Op
+from lwnn.ops.base import OPS, Op, op_types
 
-__all__ = ["OPS", "Op"]
+__all__ = ["OPS", "Op", "op_types"]

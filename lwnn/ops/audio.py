@@ -25,7 +25,6 @@ class Mfcc(Op):
     """
 
     type = "Mfcc"
-    family = "audio"
     sample_rate: int = 16000
     window_size: int = 512
     stride: int = 320

@@ -23,12 +23,16 @@ class Op:
     type: ClassVar[str] = ""
     # Inputs that must be constant once input shapes are known (e.g. Reshape's shape).
     const_inputs: ClassVar[tuple[int, ...]] = ()
-    # Human family name used by the coverage table ("Conv", "Pool", ...).
-    family: ClassVar[str] = ""
+    # Element-wise ops: how many tensors they combine value by value (1: unary; 2: binary, with
+    # broadcasting); 0 for every other op. The op sets of graph rewrites come from here.
+    elementwise: ClassVar[int] = 0
+    # Ops that only move or select values (no arithmetic): integer runtimes run their float
+    # kernels on the codes, and their outputs keep their input's quantization.
+    moves_values: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if cls.type:
+        if cls.type and not issubclass(cls, MergedOp):
             OPS[cls.type] = cls
 
     def infer(self, shapes: list, values: list) -> list[tuple]:
@@ -37,6 +41,21 @@ class Op:
 
     def attrs(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def op_types(where) -> tuple[str, ...]:
+    """The registered op types whose class satisfies ``where`` (e.g. ``lambda op:
+    op.elementwise == 1``), in registration order. Import ``lwnn.ops`` first: it registers all."""
+    return tuple(name for name, cls in OPS.items() if where(cls))
+
+
+class MergedOp(Op):
+    """Several layers merged into one by a graph rewrite (``lwnn.passes``). Not an op a model
+    file can name (it is not in ``OPS``); its float value is its members' CPU kernels in order
+    (``evaluate``), which is how the CPU float runtime runs it."""
+
+    def evaluate(self, *args):
+        raise NotImplementedError(f"{self.type}.evaluate")
 
 
 def expect_rank(op: Op, shape: tuple, ranks: tuple[int, ...], what: str = "input") -> None:

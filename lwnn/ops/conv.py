@@ -16,7 +16,6 @@ class Conv(Op):
     """Inputs: x [N, C, *spatial], w [M, C/group, *kernel], optional bias [M]."""
 
     type = "Conv"
-    family = "conv"
     strides: tuple[int, ...] = ()
     pads: tuple[int, ...] = ()
     dilations: tuple[int, ...] = ()
@@ -64,7 +63,6 @@ class ConvTranspose(Op):
     """Inputs: x [N, C, *spatial], w [C, M/group, *kernel], optional bias [M]."""
 
     type = "ConvTranspose"
-    family = "conv"
     strides: tuple[int, ...] = ()
     pads: tuple[int, ...] = ()
     dilations: tuple[int, ...] = ()
@@ -125,7 +123,6 @@ class Dense(Op):
     """ONNX Gemm: y = alpha * A' @ B' + beta * C, with A' = A.T if trans_a (same for B)."""
 
     type = "Dense"
-    family = "dense"
     alpha: float = 1.0
     beta: float = 1.0
     trans_a: bool = False
@@ -152,7 +149,6 @@ class MatMul(Op):
     """numpy.matmul semantics (batched, broadcasting)."""
 
     type = "MatMul"
-    family = "dense"
 
     def infer(self, shapes, values):
         a, b = shapes

@@ -30,7 +30,6 @@ class PriorBox(Op):
     """
 
     type = "PriorBox"
-    family = "detection"
     min_sizes: tuple[float, ...] = ()
     max_sizes: tuple[float, ...] = ()
     aspect_ratios: tuple[float, ...] = ()
@@ -98,7 +97,6 @@ class DetectionOutput(Op):
     """
 
     type = "DetectionOutput"
-    family = "detection"
     num_classes: int = 21
     share_location: bool = True
     background_label_id: int = 0
@@ -152,7 +150,6 @@ class Yolo(Op):
     """
 
     type = "Yolo"
-    family = "detection"
     anchors: tuple[float, ...] = ()
     mask: tuple[int, ...] = ()
     num_classes: int = 80
@@ -191,7 +188,6 @@ class YoloOutput(Op):
     """
 
     type = "YoloOutput"
-    family = "detection"
     threshold: float = 0.5
     nms_threshold: float = 0.45
     keep_top_k: int = 100

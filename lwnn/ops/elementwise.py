@@ -10,7 +10,7 @@ from lwnn.ops.base import Op, broadcast, expect_rank, normalize_axis
 
 @dataclass(frozen=True)
 class _Broadcasting(Op):
-    family = "eltwise"
+    elementwise = 2
 
     def infer(self, shapes, values):
         return [broadcast(self, shapes)]
@@ -59,7 +59,7 @@ class Min(_Broadcasting):
 
 @dataclass(frozen=True)
 class _Unary(Op):
-    family = "activation"
+    elementwise = 1
 
     def infer(self, shapes, values):
         return [tuple(shapes[0])]
@@ -68,7 +68,7 @@ class _Unary(Op):
 @dataclass(frozen=True)
 class Identity(_Unary):
     type = "Identity"
-    family = "shape"
+    moves_values = True
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,6 @@ class PRelu(Op):
     """Inputs: x and a slope broadcastable to x (per channel in CNNs)."""
 
     type = "PRelu"
-    family = "activation"
 
     def infer(self, shapes, values):
         out = broadcast(self, shapes)
@@ -139,43 +138,36 @@ class Elu(_Unary):
 @dataclass(frozen=True)
 class Sqrt(_Unary):
     type = "Sqrt"
-    family = "math"
 
 
 @dataclass(frozen=True)
 class Exp(_Unary):
     type = "Exp"
-    family = "math"
 
 
 @dataclass(frozen=True)
 class Log(_Unary):
     type = "Log"
-    family = "math"
 
 
 @dataclass(frozen=True)
 class Neg(_Unary):
     type = "Neg"
-    family = "math"
 
 
 @dataclass(frozen=True)
 class Abs(_Unary):
     type = "Abs"
-    family = "math"
 
 
 @dataclass(frozen=True)
 class Reciprocal(_Unary):
     type = "Reciprocal"
-    family = "math"
 
 
 @dataclass(frozen=True)
 class Erf(_Unary):
     type = "Erf"
-    family = "math"
 
 
 @dataclass(frozen=True)
@@ -183,7 +175,6 @@ class BatchNorm(Op):
     """Inference-mode BatchNormalization. Inputs: x [N, C, ...], scale, bias, mean, var (all [C])."""
 
     type = "BatchNorm"
-    family = "norm"
     epsilon: float = 1e-5
 
     def infer(self, shapes, values):
@@ -204,7 +195,6 @@ class Softmax(Op):
     dims from ``axis`` on)."""
 
     type = "Softmax"
-    family = "softmax"
     axis: int = -1
     coerce_2d: bool = False
 

@@ -11,7 +11,6 @@ from lwnn.ops.base import Op, expect_rank, normalize_axis, window_out_size, wind
 
 @dataclass(frozen=True)
 class _Pool(Op):
-    family = "pool"
     kernel_shape: tuple[int, ...] = ()
     strides: tuple[int, ...] = ()
     pads: tuple[int, ...] = ()
@@ -49,6 +48,7 @@ class _Pool(Op):
 @dataclass(frozen=True)
 class MaxPool(_Pool):
     type = "MaxPool"
+    moves_values = True
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,6 @@ class AveragePool(_Pool):
 @dataclass(frozen=True)
 class GlobalAveragePool(Op):
     type = "GlobalAveragePool"
-    family = "pool"
 
     def infer(self, shapes, values):
         x = shapes[0]
@@ -71,13 +70,13 @@ class GlobalAveragePool(Op):
 @dataclass(frozen=True)
 class GlobalMaxPool(GlobalAveragePool):
     type = "GlobalMaxPool"
+    moves_values = True
 
 
 @dataclass(frozen=True)
 class _Reduce(Op):
     """Reduce over ``axes`` (all axes when empty, unless noop_with_empty_axes)."""
 
-    family = "reduce"
     axes: tuple[int, ...] = ()
     keepdims: bool = True
     noop_with_empty_axes: bool = False

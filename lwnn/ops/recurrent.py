@@ -49,7 +49,6 @@ class LSTM(Op):
     """
 
     type = "LSTM"
-    family = "recurrent"
     hidden_size: int = 0
     direction: str = "forward"
     activations: tuple[str, ...] = ()

@@ -17,7 +17,7 @@ class Reshape(Op):
     """Inputs: x and a constant int64 shape (0 copies a dim unless allowzero, -1 is inferred)."""
 
     type = "Reshape"
-    family = "shape"
+    moves_values = True
     const_inputs = (1,)
     allowzero: bool = False
 
@@ -46,7 +46,7 @@ class Reshape(Op):
 @dataclass(frozen=True)
 class Transpose(Op):
     type = "Transpose"
-    family = "shape"
+    moves_values = True
     perm: tuple[int, ...] = ()
 
     def resolved_perm(self, rank: int) -> tuple[int, ...]:
@@ -63,7 +63,7 @@ class Transpose(Op):
 @dataclass(frozen=True)
 class Flatten(Op):
     type = "Flatten"
-    family = "shape"
+    moves_values = True
     axis: int = 1
 
     def infer(self, shapes, values):
@@ -77,7 +77,7 @@ class Flatten(Op):
 @dataclass(frozen=True)
 class Squeeze(Op):
     type = "Squeeze"
-    family = "shape"
+    moves_values = True
     axes: tuple[int, ...] = ()
 
     def resolved_axes(self, x: tuple) -> tuple[int, ...]:
@@ -98,7 +98,7 @@ class Squeeze(Op):
 @dataclass(frozen=True)
 class Unsqueeze(Op):
     type = "Unsqueeze"
-    family = "shape"
+    moves_values = True
     axes: tuple[int, ...] = ()
 
     def infer(self, shapes, values):
@@ -112,7 +112,6 @@ class Unsqueeze(Op):
 @dataclass(frozen=True)
 class Concat(Op):
     type = "Concat"
-    family = "concat"
     axis: int = 1
 
     def infer(self, shapes, values):
@@ -132,7 +131,7 @@ class Concat(Op):
 @dataclass(frozen=True)
 class Split(Op):
     type = "Split"
-    family = "concat"
+    moves_values = True
     axis: int = 0
     sizes: tuple[int, ...] = ()
     num_outputs: int = 1
@@ -158,7 +157,7 @@ class Slice(Op):
     """Inputs: x, starts, ends, optional axes, optional steps (all constant)."""
 
     type = "Slice"
-    family = "shape"
+    moves_values = True
     const_inputs = (1, 2, 3, 4)
 
     @staticmethod
@@ -187,7 +186,7 @@ class Pad(Op):
     """Inputs: x, constant pads (begin..., end...), optional constant value, optional axes."""
 
     type = "Pad"
-    family = "shape"
+    moves_values = True
     const_inputs = (1, 2, 3)
     mode: str = "constant"
 
@@ -221,7 +220,6 @@ class Resize(Op):
     """
 
     type = "Resize"
-    family = "resize"
     const_inputs = (1, 2, 3)
     mode: str = "nearest"  # nearest | linear
     coordinate_transformation_mode: str = "half_pixel"
@@ -264,7 +262,6 @@ class Resize(Op):
 @dataclass(frozen=True)
 class Shape(Op):
     type = "Shape"
-    family = "shape"
     start: int = 0
     end: int | None = None
 
@@ -275,7 +272,7 @@ class Shape(Op):
 @dataclass(frozen=True)
 class Gather(Op):
     type = "Gather"
-    family = "shape"
+    moves_values = True
     axis: int = 0
 
     def infer(self, shapes, values):
@@ -287,7 +284,6 @@ class Gather(Op):
 @dataclass(frozen=True)
 class Cast(Op):
     type = "Cast"
-    family = "shape"
     to: str = "float32"  # a numpy dtype name
 
     def infer(self, shapes, values):
@@ -297,7 +293,6 @@ class Cast(Op):
 @dataclass(frozen=True)
 class ConstantOfShape(Op):
     type = "ConstantOfShape"
-    family = "shape"
     const_inputs = (0,)
     value: float = 0.0
     dtype: str = "float32"
@@ -309,7 +304,7 @@ class ConstantOfShape(Op):
 @dataclass(frozen=True)
 class Expand(Op):
     type = "Expand"
-    family = "shape"
+    moves_values = True
     const_inputs = (1,)
 
     def infer(self, shapes, values):

@@ -1,6 +1,6 @@
 """The graph a quantized model runs: BatchNorms and per-channel affine constants folded into the
 convolution before them, as TFLite and LWNN deploy a network, and chains of element-wise layers
-folded into one lookup table (``lwnn.quant.chains``).
+folded into one lookup table (``lwnn.passes.chains``).
 
 Folding happens before parameters are assigned, so the merged convolution's weights are quantized
 as one tensor (one int8 weight per channel for s8) and the intermediate tensors it swallows never
@@ -16,10 +16,10 @@ import numpy as np
 
 from lwnn.backends.cpu_int import kernel_for
 from lwnn.errors import LwnnError
-from lwnn.fusion import fold_chains
 from lwnn.graph import Layer
-from lwnn.quant.activations import fuse_activations
-from lwnn.quant.chains import fold_elementwise_chains
+from lwnn.passes.activations import fuse_activations
+from lwnn.passes.chains import fold_elementwise_chains
+from lwnn.passes.convolutions import fold_chains
 
 
 @dataclass(frozen=True)

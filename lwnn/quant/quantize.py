@@ -7,12 +7,12 @@ import numpy as np
 from lwnn.errors import CalibrationError
 from lwnn.graph import Layer
 from lwnn.numerics.params import (
-    SCHEME_BITS,
     SCHEMES,
     AffineParams,
     QFormat,
     affine_from_range,
     bias_params,
+    scheme_of,
     symmetric_from_absmax,
 )
 from lwnn.numerics.roles import fixed_output, input_roles, same_as_input, weight_channel_axis
@@ -115,10 +115,13 @@ class _ParamAssigner:
         self.weight_method = options.get("weight_method", "minmax")
         self.observers, self.options = observers, method_options
         self.constants = qgraph.constants
-        self.bits = SCHEME_BITS[scheme]
+        self.spec = scheme_of(scheme)
+        self.bits = self.spec.bits
+        # LWNN's q16 quantizer keeps 7 bits of headroom on every tensor (9-bit Q choices).
+        self.lwnn_headroom = self.spec.bits == 16 and self.q16_headroom == "lwnn"
         self.params: dict[str, AffineParams | QFormat] = {}
         self.linked_q: dict[str, int] = {}
-        if options.get("link_q") and scheme != "s8":
+        if options.get("link_q") and not self.spec.affine:
             self._walk()
             self.linked_q = linked_frac_bits(self.layers, self.params, self.constants)
             self.params = {}
@@ -158,12 +161,12 @@ class _ParamAssigner:
 
     def _activation(self, name: str):
         obs = self._observer(name)
-        if self.scheme == "s8":
+        if self.spec.affine:
             choice = choose_range(obs, self.method, bits=8, **self.options)
             return affine_from_range(choice.lo, choice.hi, 8, name=name)
         if name in self.linked_q:
             return QFormat(self.linked_q[name], self.bits)
-        bits = 9 if self.scheme == "q16" and self.q16_headroom == "lwnn" else self.bits
+        bits = 9 if self.lwnn_headroom else self.bits
         q = choose_frac_bits(obs, self.method, bits, **self.options)
         return QFormat(q, self.bits)
 
@@ -177,7 +180,7 @@ class _ParamAssigner:
 
     def _weight(self, layer: Layer, name: str):
         w = np.asarray(self.constants[name], np.float64)
-        if self.scheme == "s8":
+        if self.spec.affine:
             axis = weight_channel_axis(layer) % w.ndim
             if self.per_channel and self._per_channel_possible(layer, w):
                 absmax = np.maximum(self._weight_range(w, axis, name),
@@ -187,7 +190,7 @@ class _ParamAssigner:
                          float(np.max(self._bias_floor(layer, per_channel=False))))
             return symmetric_from_absmax(absmax, 8, name=name)
         if self.weight_method != "minmax":
-            bits = 9 if self.scheme == "q16" and self.q16_headroom == "lwnn" else self.bits
+            bits = 9 if self.lwnn_headroom else self.bits
             q = choose_frac_bits(TensorObserver.of(w, name), self.weight_method, bits, **self.options)
             return QFormat(q, self.bits)
         return self._qformat(float(np.abs(w).max()), name)
@@ -232,7 +235,7 @@ class _ParamAssigner:
 
     def _bias(self, layer: Layer, name: str):
         x, w = self.params[layer.inputs[0]], self.params[layer.inputs[1]]
-        if self.scheme == "s8":
+        if self.spec.affine:
             params = bias_params(x, w)
             bias_rank = np.ndim(self.constants[name])
             if params.per_channel and bias_rank > 1:  # Gemm's C [M, N] or [1, N]: channels last
@@ -245,6 +248,6 @@ class _ParamAssigner:
         biases too, as LWNN's quantizer does) when ``q16_headroom="lwnn"``."""
         from lwnn.numerics.params import qformat_from_absmax
 
-        if self.scheme == "q16" and self.q16_headroom == "lwnn":
+        if self.lwnn_headroom:
             return QFormat(qformat_from_absmax(absmax, 16, name=name).frac_bits - 7, 16)
         return qformat_from_absmax(absmax, self.bits, name=name)

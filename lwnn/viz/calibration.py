@@ -7,6 +7,7 @@ import numpy as np
 
 from lwnn.comparison.metrics import expected_calibration_error, reliability_bins
 from lwnn.errors import LwnnError
+from lwnn.numerics.params import scheme_of
 from lwnn.viz._base import METHOD_COLORS, new_axes, representable, result
 
 _MARKERS = {"minmax": "o", "percentile": "s", "kl": "^", "mse": "D"}
@@ -29,9 +30,10 @@ def calibration_curve(sweep, *, values=None, params=None, ax=None):
         back.tick_params(axis="y", colors="0.5")
         ax.set_zorder(back.get_zorder() + 1)
         ax.patch.set_visible(False)
-    style = "-" if sweep.scheme == "s8" else "-o"
+    affine = scheme_of(sweep.scheme).affine
+    style = "-" if affine else "-o"
     ax.plot(sweep.thresholds, sweep.mse, style, color="0.2", lw=1.5, ms=4,
-            label="error at threshold" if sweep.scheme == "s8" else "error per Q format")
+            label="error at threshold" if affine else "error per Q format")
     for method, pick in sweep.picks.items():
         ax.plot([pick.threshold], [pick.mse], ls="none", marker=_MARKERS.get(method, "v"), ms=9,
                 color=METHOD_COLORS.get(method, "tab:purple"), mec="k",
@@ -42,7 +44,7 @@ def calibration_curve(sweep, *, values=None, params=None, ax=None):
         used = max(-lo, hi)
         ax.axvline(used, color="tab:purple", lw=1.2, ls="--", label=f"range in the model: t={used:.4g}")
     ax.set_yscale("log")
-    if sweep.scheme != "s8":
+    if not affine:
         ax.set_xscale("log", base=2)
     ax.set_xlabel("clipping threshold t (|x| kept within t)")
     ax.set_ylabel("quantization MSE (log)")

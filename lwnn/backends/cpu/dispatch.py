@@ -15,7 +15,8 @@ from lwnn.graph import Layer
 
 def run_cpu_kernel(layer: Layer, args: list) -> list[np.ndarray]:
     """Run one layer with the CPU float kernels; returns its outputs as a list. A merged layer
-    (``lwnn.fusion``'s fused ops) is computed by its op's ``evaluate``, from its parts' kernels."""
+    (``lwnn.ops.base.MergedOp``, made by ``lwnn.passes``) is computed by its op's ``evaluate``,
+    from its members' kernels."""
     fn = KERNELS.get(layer.op_type)
     while args and args[-1] is None:
         args = args[:-1]  # trailing omitted optional inputs

@@ -1,4 +1,4 @@
-"""Folded element-wise chains (``lwnn.quant.chains``) as one lookup table, for every scheme:
+"""Folded element-wise chains (``lwnn.passes.chains``) as one lookup table, for every scheme:
 ``table[q] = out.quantize(f(in.dequantize(q)))`` over all ``2**bits`` input codes, ``f`` the
 chain's float function evaluated in float64 once per layer (NaN becomes 0, infinities saturate,
 as the q-format tables)."""

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lwnn.graph import Layer
+from lwnn.numerics.params import scheme_of
 
-FAMILIES = {"s8": "s8", "q8": "qformat", "q16": "qformat"}
 INT_KERNELS: dict[str, dict[str, Callable]] = {"s8": {}, "qformat": {}}
 
 
@@ -34,6 +34,16 @@ class IntCall:
     def role(self, index: int) -> str:
         """Role of input ``index`` ("act" when the caller did not say)."""
         return self.roles[index] if index < len(self.roles) else "act"
+
+    @property
+    def family(self) -> str:
+        """The kernel family of the call's scheme ("s8" or "qformat"), as its parameters say."""
+        return self.out[0].family
+
+    @property
+    def affine(self) -> bool:
+        """An s8 call (scale and zero point) rather than a q8/q16 one (power-of-two formats)."""
+        return self.out[0].family == "s8"
 
     def memo(self, key, compute):
         """``compute()`` once per layer and key."""
@@ -70,9 +80,15 @@ class IntBinding:
     cache: dict
 
 
-def kernel_for(scheme: str, layer: Layer) -> Callable | None:
-    """The integer kernel that runs ``layer`` under ``scheme``, or None (the layer falls back)."""
-    fn = INT_KERNELS[FAMILIES[scheme]].get(layer.op_type)
+def kernel_for(scheme, layer: Layer) -> Callable | None:
+    """The integer kernel that runs ``layer`` under ``scheme`` (a name or a ``Scheme``), or None
+    (the layer falls back)."""
+    return family_kernel(scheme_of(scheme).family, layer)
+
+
+def family_kernel(family: str, layer: Layer) -> Callable | None:
+    """The kernel of family ``family`` ("s8", "qformat") for ``layer``, or None."""
+    fn = INT_KERNELS[family].get(layer.op_type)
     supports = getattr(fn, "supports", None)
     if fn is not None and supports is not None and not supports(layer):
         return None

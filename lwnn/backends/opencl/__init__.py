@@ -5,8 +5,6 @@ records the copies (``lwnn.executor``; docs/architecture.md, "Execution").
 
 from __future__ import annotations
 
-import weakref
-
 import numpy as np
 
 from lwnn.backends.opencl.context import (
@@ -17,7 +15,6 @@ from lwnn.backends.opencl.context import (
     default_context,
     describe_devices,
 )
-from lwnn.backends.opencl.fuse import fuse_elementwise
 from lwnn.backends.opencl.layers import BINARY, LAYERS, NotOnDevice
 from lwnn.backends.runtime import LayerResult
 from lwnn.graph import Layer
@@ -37,9 +34,8 @@ class OpenCLFloat:
         self._device = device
         self._ctx: CLContext | None = None
         self._tables: dict = {}
-        self._steps: dict[int, tuple] = {}
         self.last_transfers: list = []
-        self.fuse = True  # element-wise fusion in unrecorded runs (lwnn.backends.opencl.fuse)
+        self.fuse = True  # element-wise epilogues in unrecorded runs (lwnn.passes.epilogues)
 
     @property
     def ctx(self) -> CLContext:
@@ -54,26 +50,16 @@ class OpenCLFloat:
     def supports(self, layer: Layer) -> bool:
         return layer.op_type in LAYERS
 
-    def device_steps(self, plan) -> list[Layer]:
-        """The layers an unrecorded run executes: the plan's fast steps with element-wise chains
-        fused into the kernel before them (cached per plan)."""
-        if not self.fuse:
-            return plan.fast_steps
-        hit = self._steps.get(id(plan))
-        if hit is not None and hit[0]() is plan:
-            return hit[1]
-
-        def heads_ok(layer: Layer) -> bool:
-            if layer.op_type in BINARY and layer.op_type != "PRelu":
-                return len(layer.inputs) == 2
-            if layer.op_type != "Conv" or len(plan.shapes[layer.inputs[0]]) not in (3, 4):
-                return False
-            params = [n for n in layer.inputs[1:] if n]
-            return all(n in plan.constants and plan.constants[n].dtype == np.float32 for n in params)
-
-        steps = fuse_elementwise(plan.fast_steps, plan.constants, plan.shapes, plan.outputs, heads_ok)
-        self._steps[id(plan)] = (weakref.ref(plan), steps)
-        return steps
+    def takes_epilogue(self, layer: Layer, plan) -> bool:
+        """Whether ``layer`` can run with element-wise stages fused after it on the device
+        (``lwnn.passes.epilogues``): a two-input binary op, or a 1-D/2-D Conv with constant
+        float32 weights and bias."""
+        if layer.op_type in BINARY and layer.op_type != "PRelu":
+            return len(layer.inputs) == 2
+        if layer.op_type != "Conv" or len(plan.shapes[layer.inputs[0]]) not in (3, 4):
+            return False
+        params = [n for n in layer.inputs[1:] if n]
+        return all(n in plan.constants and plan.constants[n].dtype == np.float32 for n in params)
 
     def run_device(self, layer: Layer, args: list, out_shapes: list[tuple]) -> list[CLTensor]:
         """Enqueue ``layer``; raises ``NotOnDevice`` (before enqueuing) when it has no kernel for

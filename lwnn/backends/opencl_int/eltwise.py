@@ -11,7 +11,7 @@ import numpy as np
 
 from lwnn.backends.cpu_int.registry import INT_KERNELS, IntCall
 from lwnn.backends.opencl_int import device as dev
-from lwnn.backends.opencl_int.registry import cl_int_kernel, family_of, on_cpu, on_device
+from lwnn.backends.opencl_int.registry import cl_int_kernel, on_cpu, on_device
 from lwnn.numerics import fixedpoint as fp
 
 _ADD_LEFT_SHIFT = 20  # TFLite int8 add
@@ -48,7 +48,7 @@ def add(call: IntCall):
     out_shape = np.broadcast_shapes(tuple(a.shape), tuple(b.shape))
     if not _per_tensor(call) or len(out_shape) > 8:
         return on_cpu(call)
-    s8 = family_of(call) == "s8"
+    s8 = call.affine
     (pa, pb), out = call.params, call.out[0]
 
     def constants():
@@ -85,7 +85,7 @@ def _pair_table(call: IntCall):
     codes = np.arange(-128, 128, dtype=np.int64).astype(np.int8)
     grid = IntCall(call.layer, [codes[:, None], codes[None, :]], call.params, call.out, call.bits,
                    call.roles, cache={})
-    table = np.ascontiguousarray(INT_KERNELS[family_of(call)]["Mul"](grid)).reshape(-1)
+    table = np.ascontiguousarray(INT_KERNELS[call.family]["Mul"](grid)).reshape(-1)
     return dev.resident(table, "mul pair table"), table.dtype
 
 
@@ -101,7 +101,7 @@ def mul(call: IntCall):
         return on_cpu(call)
     out = call.out[0]
     int8 = np.dtype(a.dtype) == np.int8 and np.dtype(b.dtype) == np.int8
-    if not int8 and family_of(call) == "s8":
+    if not int8 and call.affine:
         return on_cpu(call)
     rank = max(len(out_shape), 1)
     shape = out_shape or (1,)
@@ -166,7 +166,7 @@ def _clamp_constants(call: IntCall) -> tuple:
     px, out = call.params[0], call.out[0]
     relu = call.layer.op_type == "Relu"
     lo, hi = (0.0, None) if relu else (call.op.min, call.op.max)
-    if family_of(call) == "s8":
+    if call.affine:
         m, s = fp.quantize_multiplier(float(np.float32(px.scale) / np.float32(out.scale)))
         return (int(px.zero_point), int(m), int(s), int(out.zero_point),
                 *out.activation_range(lo, hi))
@@ -192,7 +192,7 @@ def clamp(call: IntCall):
         xd = st.put(x, "clamp input")
         y = st.empty(tuple(x.shape), out.dtype, "clamp output")
         kern = dev.kernel("int_eltwise.cl", "rescale",
-                          _type_opts(family_of(call) == "s8", T_A=xd.dtype, T_OUT=out.dtype))
+                          _type_opts(call.affine, T_A=xd.dtype, T_OUT=out.dtype))
         dev.launch(kern, (count,), xd.buffer, y.buffer,
                    *dev.i32(count, zpx, m, s, zpo, out.qmin, out.qmax, lo, hi))
         return st.result(y)
@@ -201,7 +201,7 @@ def clamp(call: IntCall):
 def _concat_part(call: IntCall, p) -> tuple:
     """(mode, scale, bias, shift) of one input: copy, s8 float32 rescale or q8/q16 move."""
     out = call.out[0]
-    if family_of(call) == "s8":
+    if call.affine:
         if int(p.zero_point) == int(out.zero_point) and np.float32(p.scale) == np.float32(out.scale):
             return 0, np.float32(0), np.float32(0), 0
         scale = np.float32(p.scale) * (np.float32(1) / np.float32(out.scale))

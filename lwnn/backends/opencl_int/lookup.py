@@ -15,14 +15,14 @@ from lwnn.backends.cpu_int import qformat as cpu_qformat
 from lwnn.backends.cpu_int import s8 as cpu_s8
 from lwnn.backends.cpu_int.registry import INT_KERNELS, IntCall
 from lwnn.backends.opencl_int import device as dev
-from lwnn.backends.opencl_int.registry import cl_int_kernel, family_of, on_cpu, on_device
+from lwnn.backends.opencl_int.registry import cl_int_kernel, on_cpu, on_device
 
 
 def _table(call: IntCall):
     px = call.params[0]
     codes = np.arange(px.qmin, px.qmax + 1, dtype=np.int64).astype(px.dtype)
     grid = IntCall(call.layer, [codes], call.params, call.out, call.bits, call.roles, cache={})
-    table = np.ascontiguousarray(INT_KERNELS[family_of(call)][call.layer.op_type](grid))
+    table = np.ascontiguousarray(INT_KERNELS[call.family][call.layer.op_type](grid))
     return dev.resident(table, "lookup table"), table.dtype
 
 

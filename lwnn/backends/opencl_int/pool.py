@@ -10,7 +10,7 @@ import numpy as np
 
 from lwnn.backends.cpu_int.registry import IntCall
 from lwnn.backends.opencl_int import device as dev
-from lwnn.backends.opencl_int.registry import cl_int_kernel, family_of, on_cpu, on_device
+from lwnn.backends.opencl_int.registry import cl_int_kernel, on_cpu, on_device
 
 INT32_MAX = (1 << 31) - 1
 
@@ -25,7 +25,7 @@ def _window(op, x_shape: tuple):
 
 def _options(call: IntCall, dtype, check: bool) -> tuple[str, ...]:
     opts = [f"-DT_CODE={dev.c_type(dtype)}"]
-    if family_of(call) == "s8":
+    if call.affine:
         opts.append("-DS8")
     elif check:
         opts.append("-DCHECK_OVERFLOW")
@@ -86,7 +86,7 @@ def _check_s8_params(call: IntCall) -> None:
 def _average_args(call: IntCall) -> tuple[int, int]:
     """(zero point, Q move) of an average pool."""
     px, out = call.params[0], call.out[0]
-    if family_of(call) == "s8":
+    if call.affine:
         _check_s8_params(call)
         return int(px.zero_point), 0
     return 0, out.frac_bits - px.frac_bits
@@ -124,7 +124,7 @@ def average_pool(call: IntCall):
             kern = dev.kernel("int_pool.cl", "average_pool", _options(call, xd.dtype, check))
             dev.launch(kern, (o[1], o[0], nc), xd.buffer, y.buffer, count.buffer, counter.buffer,
                        *dev.i32(h, w, o[0], o[1], *k, *s, *p, *d, zp, move, out.qmin, out.qmax))
-        if check and family_of(call) != "s8":
+        if check and not call.affine:
             call.overflow += dev.read_counter(counter)
         return st.result(y)
 

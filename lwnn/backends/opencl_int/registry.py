@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lwnn.backends.cpu_int.registry import FAMILIES, INT_KERNELS, IntCall
+from lwnn.backends.cpu_int.registry import INT_KERNELS, IntCall
 from lwnn.backends.cpu_int.registry import kernel_for as cpu_kernel_for
 from lwnn.graph import Layer
-from lwnn.numerics.params import AffineParams
+from lwnn.numerics.params import scheme_of
 
 CL_INT_KERNELS: dict[str, dict[str, Callable]] = {"s8": {}, "qformat": {}}
 _RAN_ON = "opencl_int: ran on"
@@ -36,7 +36,7 @@ def kernel_for(scheme: str, layer: Layer) -> Callable | None:
     """The OpenCL integer kernel that runs ``layer`` under ``scheme`` ("s8", "q8", "q16"), or None
     (then the CPU integer kernel, ``lwnn.backends.cpu_int.kernel_for``, is the one to use). Only
     layers the CPU integer runtime runs: the device computes the same integers, never more."""
-    fn = CL_INT_KERNELS[FAMILIES[scheme]].get(layer.op_type)
+    fn = CL_INT_KERNELS[scheme_of(scheme).family].get(layer.op_type)
     if fn is None or cpu_kernel_for(scheme, layer) is None:
         return None
     supports = getattr(fn, "supports", None)
@@ -45,17 +45,13 @@ def kernel_for(scheme: str, layer: Layer) -> Callable | None:
     return fn
 
 
-def family_of(call: IntCall) -> str:
-    return "s8" if isinstance(call.out[0], AffineParams) else "qformat"
-
-
 def on_cpu(call: IntCall):
     """Run ``call`` on the CPU integer kernel of its layer (a configuration the device kernels do
     not cover) and remember that it did. Device inputs are downloaded; the result is on the host."""
     from lwnn.backends.opencl.context import CLTensor
 
     call.cache[_RAN_ON] = "cpu"
-    kernel = INT_KERNELS[family_of(call)][call.layer.op_type]
+    kernel = INT_KERNELS[call.family][call.layer.op_type]
     if not any(isinstance(v, CLTensor) for v in call.inputs):
         return kernel(call)
     from lwnn.backends.opencl_int.device import host

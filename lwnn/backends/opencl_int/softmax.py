@@ -15,7 +15,7 @@ import numpy as np
 
 from lwnn.backends.cpu_int.registry import IntCall
 from lwnn.backends.opencl_int import device as dev
-from lwnn.backends.opencl_int.registry import cl_int_kernel, family_of, on_cpu, on_device
+from lwnn.backends.opencl_int.registry import cl_int_kernel, on_cpu, on_device
 
 
 def _rows(call: IntCall, shape: tuple) -> tuple[int, int, int]:
@@ -41,7 +41,7 @@ def _s8_tables(call: IntCall):
 @cl_int_kernel("qformat", "Softmax")
 def softmax(call: IntCall):
     x, out = call.inputs[0], call.out[0]
-    s8 = family_of(call) == "s8"
+    s8 = call.affine
     if s8:
         from lwnn.backends.cpu_int.s8 import SOFTMAX_OUTPUT
 

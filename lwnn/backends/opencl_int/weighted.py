@@ -16,7 +16,7 @@ import numpy as np
 
 from lwnn.backends.cpu_int.registry import IntCall
 from lwnn.backends.opencl_int import device as dev
-from lwnn.backends.opencl_int.registry import cl_int_kernel, family_of, on_cpu, on_device, ran_on_device
+from lwnn.backends.opencl_int.registry import cl_int_kernel, on_cpu, on_device, ran_on_device
 from lwnn.numerics import fixedpoint as fp
 
 INT32_MAX = (1 << 31) - 1
@@ -51,7 +51,7 @@ def _prepare(call: IntCall, w_rows: np.ndarray, columns: bool = False) -> dict:
     """Device constants of a weighted layer: ``w_rows`` [M, K] centred weights (one row per output
     channel; on the device as [K, M] with ``columns``), the bias, multipliers or shift, and the
     accumulator choice."""
-    s8 = family_of(call) == "s8"
+    s8 = call.affine
     px, out = call.params[0], call.out[0]
     m = w_rows.shape[0]
     rest = call.inputs[2:]

@@ -11,7 +11,6 @@ models.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -19,19 +18,21 @@ from typing import ClassVar
 import numpy as np
 
 from lwnn.graph import Layer
+from lwnn.ops import op_types
+from lwnn.ops.base import MergedOp
+from lwnn.passes import readers
 
-UNARY = ("Identity", "Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu",
-         "Sqrt", "Exp", "Log", "Neg", "Abs", "Reciprocal", "Erf")
-BINARY = ("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min")
+# The element-wise ops (``Op.elementwise``): functions of one tensor, and of two with broadcasting.
+UNARY = op_types(lambda op: op.elementwise == 1)
+BINARY = op_types(lambda op: op.elementwise == 2)
 
 
 @dataclass(frozen=True)
-class ElementwiseChain:
+class ElementwiseChain(MergedOp):
     """A function of one tensor: the member layers evaluated in order on ``source``."""
 
     type: ClassVar[str] = "ElementwiseChain"
     const_inputs: ClassVar[tuple[int, ...]] = ()
-    family: ClassVar[str] = "eltwise"
     members: tuple[Layer, ...]
     source: str  # the tensor the chain reads
     constants: tuple[tuple[str, float], ...]  # the scalar constants its layers read
@@ -55,11 +56,7 @@ def fold_elementwise_chains(
     layers: list[Layer], constants: dict, outputs: list[str], can_join: Callable[[Layer, Layer], bool]
 ) -> tuple[list[Layer], dict[str, tuple[Layer, ...]]]:
     """Layers with each chain of two or more element-wise layers merged into one, and the groups."""
-    consumers: dict[str, list[int]] = defaultdict(list)
-    for i, layer in enumerate(layers):
-        for n in layer.inputs:
-            if n:
-                consumers[n].append(i)
+    consumers = readers(layers)
     graph_outputs = set(outputs)
     taken: set[int] = set()
     merged: dict[int, Layer] = {}
@@ -97,14 +94,15 @@ def _grow(start, source, layers, constants, consumers, graph_outputs, taken, can
     group = [start]
     produced = set(layers[start].outputs)
     def handed_on(inside: set[int]) -> list[str]:
-        return [t for t in produced if t in graph_outputs or any(c not in inside for c in consumers[t])]
+        return [t for t in produced
+                if t in graph_outputs or any(c not in inside for c in consumers.get(t, ()))]
 
     while True:
         inside = set(group)
         open_tensors = handed_on(inside)
         if len(open_tensors) != 1 or open_tensors[0] in graph_outputs:
             break
-        nxt = [c for c in consumers[open_tensors[0]] if c not in inside]
+        nxt = [c for c in consumers.get(open_tensors[0], ()) if c not in inside]
         ok = all(
             c not in taken and c > max(group) and _elementwise(layers[c], constants)
             and can_join(layers[start], layers[c])

@@ -11,18 +11,19 @@ from typing import ClassVar
 import numpy as np
 
 from lwnn.graph import Layer
+from lwnn.ops.base import MergedOp
+from lwnn.passes import readers
 
 FUSABLE_PRODUCERS = ("Conv", "ConvTranspose", "Dense")
 FUSABLE_ACTIVATIONS = ("Relu", "Clip")
 
 
 @dataclass(frozen=True)
-class FusedActivation:
+class FusedActivation(MergedOp):
     """A weighted layer (``inner``) followed by ReLU or Clip to ``[lo, hi]`` (infinite: open)."""
 
     type: ClassVar[str] = "FusedActivation"
     const_inputs: ClassVar[tuple[int, ...]] = ()
-    family: ClassVar[str] = "conv"
     inner: Layer
     lo: float
     hi: float
@@ -41,11 +42,7 @@ def fuse_activations(layers: list[Layer], constants: dict, outputs: list[str],
                      can_join) -> tuple[list[Layer], dict[str, tuple[str, str]]]:
     """Layers with each weighted layer + single-consumer ReLU/Clip merged, and {merged name:
     (producer name, activation name)}."""
-    consumers: dict[str, list[int]] = {}
-    for i, layer in enumerate(layers):
-        for n in layer.inputs:
-            if n:
-                consumers.setdefault(n, []).append(i)
+    consumers = readers(layers)
     out_names = set(outputs)
     merged_at: dict[int, Layer] = {}
     dropped: set[int] = set()

@@ -10,13 +10,13 @@ value per output channel (exporters often emit the bias or a folded BatchNorm th
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
 
 from lwnn.graph import Layer
 from lwnn.ops.conv import Conv, ConvTranspose
+from lwnn.passes import readers
 
 
 def fold_into_convolutions(
@@ -39,13 +39,9 @@ def fold_chains(
     run under different schemes apart). The merged Conv is named ``"+".join(member names)``,
     reads ``<conv>/folded_weight`` and ``<conv>/folded_bias`` and writes the last member's output.
     """
-    consumers = Counter(name for layer in steps for name in layer.inputs if name)
-    consumers.update(outputs)
+    reads = readers(steps)
+    graph_outputs = set(outputs)
     producer_index = {out: i for i, layer in enumerate(steps) for out in layer.outputs}
-    consumer_of: dict[str, int] = {}
-    for i, layer in enumerate(steps):
-        for name in layer.inputs:
-            consumer_of.setdefault(name, i)
     fused: list[Layer] = []
     new_constants: dict[str, np.ndarray] = {}
     groups: dict[str, tuple[Layer, ...]] = {}
@@ -59,8 +55,8 @@ def fold_chains(
         w, b = _conv_params(layer, constants)
         out, members = layer.outputs[0], [layer]
         axis = _channel_axis(layer)
-        while consumers[out] == 1 and out in consumer_of:
-            j = consumer_of[out]
+        while out not in graph_outputs and len(reads.get(out, ())) == 1:
+            j = reads[out][0]
             affine = _per_channel_affine(steps[j], out, w.shape[axis], constants, rank=w.ndim)
             if affine is None or producer_index.get(out) is None:
                 break

@@ -16,6 +16,8 @@ import numpy as np
 
 from lwnn.backends.opencl.layers.eltwise import UNARY
 from lwnn.graph import Layer
+from lwnn.ops.base import MergedOp
+from lwnn.passes import readers
 
 # Stage codes of kernels/common.h: the unary op codes of the eltwise layers, less Erf, which
 # has never been fused (leaving it out keeps fusion decisions as they were).
@@ -25,7 +27,7 @@ MAX_STAGES = 4
 
 
 @dataclass(frozen=True)
-class Chain:
+class Chain(MergedOp):
     """A bare chain of element-wise stages (its head is the first stage)."""
 
     type: ClassVar[str] = "Chain"
@@ -33,7 +35,7 @@ class Chain:
 
 
 @dataclass(frozen=True)
-class Fused:
+class Fused(MergedOp):
     """``head`` (a Conv, a binary op or ``Chain``) followed by ``chain`` stages (code, a, b);
     ``parts`` are the original layers, which the CPU runs in order if the device cannot
     (``evaluate``), with the scalar ``constants`` they read besides the fused layer's inputs."""
@@ -112,10 +114,7 @@ def fuse_elementwise(
 ) -> list[Layer]:
     """``steps`` with element-wise chains merged into the layer before them (see module doc).
     ``heads_ok(layer)`` says whether a layer can take an epilogue on the device."""
-    readers: dict[str, list[int]] = {}
-    for i, layer in enumerate(steps):
-        for name in dict.fromkeys(n for n in layer.inputs if n):
-            readers.setdefault(name, []).append(i)
+    reads = readers(steps)
     outputs = set(outputs)
     out, taken = [], set()
     for i, layer in enumerate(steps):
@@ -135,7 +134,7 @@ def fuse_elementwise(
         parts = [i]
         t = layer.outputs[0]
         while len(chain) < MAX_STAGES and t not in outputs:
-            nxt = [j for j in readers.get(t, []) if j not in taken]
+            nxt = [j for j in reads.get(t, []) if j not in taken]
             # The head's result may have a second reader: the Mul of a hard-swish later on.
             if not nxt or len(nxt) > (2 if t == x0 else 1):
                 break
@@ -146,7 +145,7 @@ def fuse_elementwise(
             chain.append(stage)
             parts.append(j)
             t = steps[j].outputs[0]
-        while len(parts) > 1 and not _self_contained(parts, steps, readers, outputs):
+        while len(parts) > 1 and not _self_contained(parts, steps, reads, outputs):
             parts.pop()
             chain.pop()
         if len(parts) == 1:
@@ -164,11 +163,11 @@ def fuse_elementwise(
     return out
 
 
-def _self_contained(parts: list[int], steps, readers, outputs) -> bool:
+def _self_contained(parts: list[int], steps, reads, outputs) -> bool:
     """Every tensor the group makes, except its last, is read only inside the group."""
     inside = set(parts)
     for j in parts[:-1]:
         t = steps[j].outputs[0]
-        if t in outputs or any(r not in inside for r in readers.get(t, [])):
+        if t in outputs or any(r not in inside for r in reads.get(t, [])):
             return False
     return True
