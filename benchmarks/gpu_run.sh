@@ -11,7 +11,7 @@ python3 -c "from lwnn.backends.opencl import describe_devices; print(*describe_d
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
   timeout "${TEST_TIMEOUT:-300}" python3 -m pytest -q -n 4 --dist loadfile -p no:cacheprovider \
-    tests/test_opencl.py tests/test_opencl_ops.py tests/test_opencl_models.py tests/test_opencl_int.py -rs 2>&1 \
+    tests/test_opencl.py tests/test_ops.py tests/test_opencl_ops.py tests/test_opencl_models.py tests/test_opencl_int.py -rs 2>&1 \
     | grep -v '^|' | tee "$OUT/gpu_tests.log" | tail -25
 fi
 if [ "${SKIP_BENCH:-0}" != 1 ]; then

@@ -96,7 +96,7 @@ class Schedule:
                 by_step.setdefault(i, []).append(n)
         for i, names in by_step.items():
             self.free_after[i] = tuple(names)
-        self.folded = [layer for layer in plan.folded]
+        self.folded = list(plan.folded)
 
     def is_constant(self, name: str) -> bool:
         return name in self.plan.constants or any(name in c for c in self.constants.values())

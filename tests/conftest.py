@@ -1,5 +1,10 @@
-"""Test configuration: print the ONNX conformance table (passed / failed / skipped by op) at the
-end of any run that included conformance cases.
+"""Test configuration: shared fixtures, and the ONNX conformance table (passed / failed / skipped
+by op) printed at the end of any run that included conformance cases.
+
+Fixtures: ``rng`` (a fresh generator per test, seeded by the module's ``RNG_SEED``),
+``bundled_model`` and ``bundled_samples`` (the bundled Fashion-MNIST CNN and its 256 samples, loaded
+once per session) and ``backend`` (each test that takes it runs once per backend, "cpu" and
+"opencl"; never skipped).
 
 The table is built from test reports, which pytest-xdist forwards to the controlling process,
 so it is complete with ``-n auto`` too.
@@ -8,6 +13,46 @@ so it is complete with ``-n auto`` too.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+
+import numpy as np
+import pytest
+
+BACKENDS = ("cpu", "opencl")
+
+
+@pytest.fixture
+def rng(request):
+    """A fresh generator for each test, seeded with the test module's ``RNG_SEED`` (0 without one),
+    so a module's tests draw the same values whatever else runs."""
+    return np.random.default_rng(getattr(request.module, "RNG_SEED", 0))
+
+
+@pytest.fixture(scope="session")
+def bundled_model():
+    """The bundled model, loaded once: running a ``Model`` only fills its plan cache (shapes ->
+    plan), and ``lwnn.quantize`` copies what it changes, so tests may share it. A test that
+    changes a model (its graph, its attributes) must load its own."""
+    import lwnn
+    from lwnn import data
+
+    return lwnn.load(data.default_model_path())
+
+
+@pytest.fixture(scope="session")
+def bundled_samples():
+    """``lwnn.data.default_samples()``: (images float32 [256, 1, 28, 28], labels uint8 [256]),
+    read once. Shared: slice or copy them, never write into them."""
+    from lwnn import data
+
+    return data.default_samples()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """The backend a test runs on: every test taking this fixture runs once per backend. Never
+    skipped: without an OpenCL device the "opencl" runs fail, saying why (PoCL runs them in CI)."""
+    return request.param
+
 
 _GROUP = "conformance_group"
 _results: dict[str, tuple[str, str, str]] = {}  # nodeid -> (group, outcome, skip reason)

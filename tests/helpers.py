@@ -75,6 +75,7 @@ def check_op(
     num_outputs: int = 1,
     rtol: float = RTOL,
     oracle: str = "onnxruntime",
+    backend: str = "cpu",
 ) -> list[np.ndarray]:
     """Run one ONNX node in onnxruntime (CPUExecutionProvider) and in lwnn; assert they agree.
 
@@ -86,7 +87,17 @@ def check_op(
 
     ``oracle="reference"`` compares with ONNX's reference evaluator instead, for the few corners
     where onnxruntime departs from the ONNX specification (each such test says which).
+
+    ``backend="opencl"`` runs the node on OpenCL instead, and the oracle is lwnn's CPU float
+    backend (``opencl_helpers.check_op_on_opencl``; ``oracle`` is not used there).
     """
+    if backend == "opencl":
+        from opencl_helpers import check_op_on_opencl
+
+        return check_op_on_opencl(op_type, inputs, attrs, const=const, opset=opset, num_outputs=num_outputs,
+                                  rtol=rtol)
+    if backend != "cpu":
+        raise ValueError(f"backend must be 'cpu' or 'opencl'. Received {backend!r}.")
     model = make_node_model(op_type, inputs, attrs, const=const, opset=opset, num_outputs=num_outputs)
     const = set(const)
     feeds = {n: v for n, v in inputs.items() if v is not None and n not in const}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from helpers import RTOL, make_node_model
 
+import lwnn
 from lwnn.backends.opencl.layers import LAYERS
 
 DEVICE_NAME = "opencl/float"
@@ -78,3 +80,15 @@ def check_model_on_opencl(model, feeds: dict, rtol: float, relative_to_tensor: b
     for name in fast_ref:
         assert_same(fast[name], fast_ref[name], rtol, f"output {name!r} (fused run)")
     return got, fast
+
+
+def check_op_on_opencl(op_type, inputs, attrs=None, *, const=(), opset=17, num_outputs=1, rtol=RTOL):
+    """``helpers.check_op(..., backend="opencl")``: one ONNX node on OpenCL against lwnn's CPU float
+    backend (itself checked against onnxruntime by the "cpu" runs of test_ops), within the float
+    bound of docs/architecture.md, "Float accuracy"; every layer ran where ``expected_runtime``
+    says. Returns the OpenCL outputs."""
+    model = make_node_model(op_type, inputs, attrs, const=const, opset=opset, num_outputs=num_outputs)
+    const = set(const)
+    feeds = {n: v for n, v in inputs.items() if v is not None and n not in const}
+    _, outputs = check_model_on_opencl(lwnn.load(model), feeds, rtol)
+    return [outputs[f"y{i}"] for i in range(num_outputs)]

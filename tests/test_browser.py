@@ -164,7 +164,7 @@ def _run_all_cells(page) -> None:
     page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)  # every cell ran
 
 
-def test_explorers_update_in_a_real_browser(jupyterlab):
+def test_explorers_update_in_a_real_browser(jupyterlab, bundled_model, bundled_samples):
     from playwright.sync_api import sync_playwright
 
     base, token = jupyterlab
@@ -188,13 +188,10 @@ def test_explorers_update_in_a_real_browser(jupyterlab):
         finally:
             browser.close()
 
-    import lwnn
-    from lwnn.data import default_model_path, default_samples
     from lwnn.widgets import Explorer, calibration_explorer
     from lwnn.widgets.layer_explorer import Workload
 
-    images, _ = default_samples()
-    model = lwnn.load(default_model_path())
+    model, images = bundled_model, bundled_samples[0]
     calib, feeds = {"image": images[:128]}, {"image": images[128:192]}  # as in the notebook
 
     before, after, before_plot, after_plot = layer

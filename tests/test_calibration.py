@@ -11,7 +11,6 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import lwnn
-from lwnn.data import default_model_path, default_samples
 from lwnn.quant.observers import TensorObserver, observe
 from lwnn.quant.ranges import (
     _KL_TIE,
@@ -443,9 +442,8 @@ def test_fixed_batch_model_uses_its_batch_size(calib):
     assert observers["x"].count == 8 * 2 * 5 * 5
 
 
-def test_bundled_model_every_method_on_every_tensor():
-    model = lwnn.load(default_model_path())
-    images = default_samples()[0][:64]
+def test_bundled_model_every_method_on_every_tensor(bundled_model, bundled_samples):
+    model, images = bundled_model, bundled_samples[0][:64]
     observers = observe(model, {"image": images}, progress=False)
     assert list(observers)[0] == "image" and list(observers)[-1] == "probs"
     assert (observers["image"].min, observers["image"].max) == (images.min(), images.max())

@@ -10,15 +10,13 @@ import numpy as np
 import pytest
 
 import lwnn
-from lwnn import data
 from lwnn.comparison import Comparison, LayerRow
 
 
 @pytest.fixture(scope="module")
-def fashion():
-    model = lwnn.load(data.default_model_path())
-    images, labels = data.default_samples()
-    return model, images[:64], images[200:216]
+def fashion(bundled_model, bundled_samples):
+    images, _ = bundled_samples
+    return bundled_model, images[:64], images[200:216]
 
 
 @pytest.fixture(scope="module")

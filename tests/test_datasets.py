@@ -7,7 +7,6 @@ import gzip
 import numpy as np
 import pytest
 
-import lwnn
 from lwnn.data import default_metadata, default_model_path, default_samples
 from lwnn.zoo.datasets import (
     FASHION_MNIST_CLASSES,
@@ -67,8 +66,8 @@ def test_default_samples_match_the_test_set():
         np.testing.assert_array_equal(labels, test_labels[:256])
 
 
-def test_default_model_interface():
-    m = lwnn.load(default_model_path())
+def test_default_model_interface(bundled_model):
+    m = bundled_model
     assert m.inputs == {"image": (None, 1, 28, 28)}
     assert m.outputs == {"probs": (None, 10)}
     ops = [layer.op_type for layer in m.layers]
@@ -81,11 +80,11 @@ def test_default_model_interface():
 
 
 @needs_data
-def test_default_model_accuracy_lwnn_matches_onnxruntime():
+def test_default_model_accuracy_lwnn_matches_onnxruntime(bundled_model):
     ort = pytest.importorskip("onnxruntime")
     images, labels = load_fashion_mnist("test")
     x = (images.astype(np.float32) / 255)[:, None]
-    m = lwnn.load(default_model_path())
+    m = bundled_model
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1  # no spinning pool threads to starve lwnn's BLAS threads
     sess = ort.InferenceSession(str(default_model_path()), opts, providers=["CPUExecutionProvider"])
@@ -101,11 +100,11 @@ def test_default_model_accuracy_lwnn_matches_onnxruntime():
 
 
 @needs_data
-def test_fashion_feeds_are_the_bundled_cnns_input():
+def test_fashion_feeds_are_the_bundled_cnns_input(bundled_model):
     feeds, labels = fashion_feeds("test", 100)
     images, all_labels = load_fashion_mnist("test")
     assert list(feeds) == ["image"] and feeds["image"].shape == (100, 1, 28, 28)
     assert feeds["image"].dtype == np.float32 and 0 <= feeds["image"].min() and feeds["image"].max() <= 1
     np.testing.assert_array_equal(feeds["image"][:, 0], (images[:100] / 255).astype(np.float32))
     np.testing.assert_array_equal(labels, all_labels[:100])
-    assert lwnn.load(default_model_path()).run(feeds)["probs"].shape == (100, 10)
+    assert bundled_model.run(feeds)["probs"].shape == (100, 10)

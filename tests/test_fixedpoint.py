@@ -98,9 +98,7 @@ def ref_fully_connected_q(x, w, bias, bias_shift, out_shift, bits):
 # --- value generators -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(20240611)
+RNG_SEED = 20240611  # seed of the shared ``rng`` fixture (conftest.py) in this module
 
 
 EDGES = [I32_MIN, I32_MIN + 1, -(2**30), -(2**30) - 1, -65536, -257, -1, 0, 1, 2, 255, 2**16,

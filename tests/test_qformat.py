@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 
 import lwnn
-from lwnn import data
 from lwnn.backends.cpu_int import IntCall, kernel_for
 from lwnn.graph import Layer
 from lwnn.numerics.params import QFormat
@@ -250,9 +249,7 @@ def codes(rng, shape, bits, spread: float = 1.0):
     return values.astype(np.int8 if bits == 8 else np.int16)
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(20240613)
+RNG_SEED = 20240613  # seed of the shared ``rng`` fixture (conftest.py) in this module
 
 
 # Q sets (Qx, Qw, Qb, Qy) for q8: (bias_shift, out_shift) = (5, 8), (0, 4), negative Q everywhere
@@ -545,16 +542,6 @@ def test_lookup_tables_over_every_code(bits, op, fn):
 # --- end to end: the bundled model ------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def model():
-    return lwnn.load(data.default_model_path())
-
-
-@pytest.fixture(scope="module")
-def samples():
-    return data.default_samples()
-
-
 def top1(probs, labels) -> float:
     return float((probs.argmax(axis=1) == labels).mean())
 
@@ -562,30 +549,31 @@ def top1(probs, labels) -> float:
 # LWNN's q16 headroom keeps 9 significant bits in every blob (weights and biases too, as LWNN's
 # quantizer does), so its precision is q8-like: the same bound as q8.
 @pytest.mark.parametrize("scheme,headroom,tolerance", [("q8", "full", 0.03), ("q16", "lwnn", 0.03)])
-def test_bundled_model_runs_integer_end_to_end(model, samples, scheme, headroom, tolerance):
-    images, labels = samples
-    q = lwnn.quantize(model, {"image": images[:128]}, scheme, "minmax", q16_headroom=headroom,
+def test_bundled_model_runs_integer_end_to_end(bundled_model, bundled_samples, scheme, headroom, tolerance):
+    images, labels = bundled_samples
+    q = lwnn.quantize(bundled_model, {"image": images[:128]}, scheme, "minmax", q16_headroom=headroom,
                       progress=False)
     assert {plan.runtime for plan in q.plan()} == {f"cpu/{scheme}"}
     rec = q.run({"image": images}, record=True)
-    assert all(rec.executed_by[layer.name] == f"cpu/{scheme}" for layer in model.layers)
+    assert all(rec.executed_by[layer.name] == f"cpu/{scheme}" for layer in bundled_model.layers)
     dtype = np.int8 if scheme == "q8" else np.int16
     assert q.raw("probs").dtype == dtype and q.tensor_params("probs") == QFormat(7 if scheme == "q8" else 15,
                                                                                   8 if scheme == "q8" else 16)
-    float_acc = top1(model.run({"image": images})["probs"], labels)
+    float_acc = top1(bundled_model.run({"image": images})["probs"], labels)
     acc = top1(rec["probs"], labels)
     print(f"\n{scheme} ({headroom}): top-1 {acc:.4f}, float {float_acc:.4f}, overflow {q.overflow}")
     assert q.overflow == {}
     assert abs(acc - float_acc) <= tolerance
 
 
-def test_bundled_model_q16_full_range_reports_overflow(model, samples):
+def test_bundled_model_q16_full_range_reports_overflow(bundled_model, bundled_samples):
     """The other side of the trade-off: full-range q16 overflows int32 accumulators on this
     model, and the run says where and how often."""
-    images, labels = samples
-    q = lwnn.quantize(model, {"image": images[:128]}, "q16", "minmax", q16_headroom="full", progress=False)
+    images, labels = bundled_samples
+    q = lwnn.quantize(bundled_model, {"image": images[:128]}, "q16", "minmax", q16_headroom="full",
+                      progress=False)
     with pytest.warns(UserWarning, match="int32 accumulator overflow"):
         probs = q.run({"image": images})["probs"]
     print(f"\nq16 (full): top-1 {top1(probs, labels):.4f}, overflow {q.overflow}")
-    assert q.overflow and set(q.overflow) <= {layer.name for layer in model.layers}
+    assert q.overflow and set(q.overflow) <= {layer.name for layer in bundled_model.layers}
     assert all(count > 0 for count in q.overflow.values())

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import lwnn
-from lwnn import data
 from lwnn.numerics.params import AffineParams, QFormat
 
 CONV1 = "/conv1/conv/Conv"
@@ -21,23 +20,18 @@ SOFTMAX = "/softmax/Softmax"
 
 
 @pytest.fixture(scope="module")
-def model():
-    return lwnn.load(data.default_model_path())
+def images(bundled_samples):
+    return bundled_samples[0]
 
 
 @pytest.fixture(scope="module")
-def images():
-    return data.default_samples()[0]
+def labels(bundled_samples):
+    return bundled_samples[1]
 
 
 @pytest.fixture(scope="module")
-def labels():
-    return data.default_samples()[1]
-
-
-@pytest.fixture(scope="module")
-def reference(model, images):
-    return model.run({"image": images[:16]}, record=True)
+def reference(bundled_model, images):
+    return bundled_model.run({"image": images[:16]}, record=True)
 
 
 def out_of(model, layer_name: str) -> str:
@@ -79,26 +73,27 @@ def check_fc_against_reference(q, model, x_float: np.ndarray, got_float: np.ndar
 
 
 @pytest.fixture(scope="module")
-def q8(model, images):
-    return lwnn.quantize(model, {"image": images[:128]}, "q8", progress=False)
+def q8(bundled_model, images):
+    return lwnn.quantize(bundled_model, {"image": images[:128]}, "q8", progress=False)
 
 
-def test_isolated_first_layer_equals_cumulative(model, images, reference, q8):
+def test_isolated_first_layer_equals_cumulative(bundled_model, images, reference, q8):
     """The first layer reads the quantized model input in both modes: identical outputs."""
     cumulative = q8.run({"image": images[:16]}, record=True)
     isolated = q8.run_isolated(reference)
-    first = out_of(model, RELU1)  # conv1 with its BatchNorm and ReLU folded in writes the ReLU's output
+    # conv1 with its BatchNorm and ReLU folded in writes the ReLU's output
+    first = out_of(bundled_model, RELU1)
     np.testing.assert_array_equal(isolated[first], cumulative[first])
     assert isolated.executed_by == cumulative.executed_by
     assert set(isolated) == set(cumulative)
 
 
-def test_isolated_layer_reads_the_quantized_float_input(model, reference, q8):
+def test_isolated_layer_reads_the_quantized_float_input(bundled_model, reference, q8):
     """The FC layer's isolated output is the integer dense of quantize(float input), computed
     here with an int64 reference; its cumulative output differs (errors inherited)."""
     isolated = q8.run_isolated(reference)
-    fc_in, fc_out = in_of(model, FC), out_of(model, FC)
-    check_fc_against_reference(q8, model, reference[fc_in], isolated[fc_out], "q8")
+    fc_in, fc_out = in_of(bundled_model, FC), out_of(bundled_model, FC)
+    check_fc_against_reference(q8, bundled_model, reference[fc_in], isolated[fc_out], "q8")
     cumulative = q8.run({"image": reference["image"]}, record=True)
     assert not np.array_equal(isolated[fc_out], cumulative[fc_out])
     # Its own error is smaller than the accumulated one here.
@@ -107,10 +102,10 @@ def test_isolated_layer_reads_the_quantized_float_input(model, reference, q8):
     assert own < inherited
 
 
-def test_isolated_from_feeds_and_bad_reference(model, images, reference, q8):
+def test_isolated_from_feeds_and_bad_reference(bundled_model, images, reference, q8):
     by_feeds = q8.run_isolated(feeds={"image": images[:16]})  # the feeds of `reference`
     by_reference = q8.run_isolated(reference)
-    assert set(by_feeds) == set(by_reference) and len(by_feeds) > len(model.layers) // 2
+    assert set(by_feeds) == set(by_reference) and len(by_feeds) > len(bundled_model.layers) // 2
     for name in by_reference:
         np.testing.assert_array_equal(by_feeds[name], by_reference[name])
     with pytest.raises(lwnn.LwnnError, match="Received neither"):
@@ -123,73 +118,73 @@ def test_isolated_from_feeds_and_bad_reference(model, images, reference, q8):
 
 
 @pytest.fixture(scope="module")
-def mixed(model, images):
+def mixed(bundled_model, images):
     layers = {FC: "q8", PW3: "q16", "/pw3/bn/BatchNormalization": "q16"}
-    return lwnn.quantize(model, {"image": images[:128]}, "s8", layers=layers, progress=False)
+    return lwnn.quantize(bundled_model, {"image": images[:128]}, "s8", layers=layers, progress=False)
 
 
-def test_mixed_plan_params_and_boundaries(model, mixed):
+def test_mixed_plan_params_and_boundaries(bundled_model, mixed):
     plan = {p.layer: p for p in mixed.plan()}
     assert (plan[FC].mode, plan[FC].runtime) == ("q8", "cpu/q8")
     assert (plan[PW3].mode, plan[PW3].runtime) == ("q16", "cpu/q16")
     assert (plan[CONV1].runtime, plan[SOFTMAX].runtime) == ("cpu/s8", "cpu/s8")
-    fc_in, fc_out = in_of(model, FC), out_of(model, FC)
+    fc_in, fc_out = in_of(bundled_model, FC), out_of(bundled_model, FC)
     assert plan[FC].converts == (f"{fc_in}: s8 -> q8",)
     assert plan[SOFTMAX].converts == (f"{fc_out}: q8 -> s8",)
-    assert plan[PW3].converts == (f"{in_of(model, PW3)}: s8 -> q16",)
+    assert plan[PW3].converts == (f"{in_of(bundled_model, PW3)}: s8 -> q16",)
     assert isinstance(mixed.tensor_params(fc_in), AffineParams)  # held by the s8 Flatten
     assert isinstance(mixed.tensor_params(fc_out), QFormat) and mixed.tensor_params(fc_out).bits == 8
-    assert mixed.tensor_params(out_of(model, "/pw3/bn/BatchNormalization")).bits == 16
+    assert mixed.tensor_params(out_of(bundled_model, "/pw3/bn/BatchNormalization")).bits == 16
     assert isinstance(mixed.tensor_params(fc_in, "q8"), QFormat)
-    assert mixed.raw(model.graph.layer(FC).inputs[1]).dtype == np.int8  # q8 weights
+    assert mixed.raw(bundled_model.graph.layer(FC).inputs[1]).dtype == np.int8  # q8 weights
     assert mixed.schemes == ("s8", "q8", "q16")
 
 
-def test_mixed_run_converts_at_boundaries(model, images, labels, mixed):
+def test_mixed_run_converts_at_boundaries(bundled_model, images, labels, mixed):
     rec = mixed.run({"image": images[:64]}, record=True)
     assert rec.executed_by[FC] == "cpu/q8" and rec.executed_by[PW3] == "cpu/q16"
-    fc_in, fc_out = in_of(model, FC), out_of(model, FC)
+    fc_in, fc_out = in_of(bundled_model, FC), out_of(bundled_model, FC)
     s8_codes, q8_codes = mixed.raw(fc_in), mixed.raw(fc_in, "q8")
     assert s8_codes.dtype == np.int8 and q8_codes.dtype == np.int8
     # The boundary: dequantize with the s8 parameters, quantize with the q8 Q.
     ps, pq = mixed.tensor_params(fc_in, "s8"), mixed.tensor_params(fc_in, "q8")
     real = ps.scale.astype(np.float64) * (s8_codes.astype(np.int64) - int(ps.zero_point))
     np.testing.assert_array_equal(q8_codes, q_format_codes(real.astype(np.float32), pq.frac_bits, 8))
-    check_fc_against_reference(mixed, model, pq.dequantize(q8_codes), rec[fc_out], "q8")
-    float_top1 = (model.run({"image": images[:64]})["probs"].argmax(1) == labels[:64]).mean()
+    check_fc_against_reference(mixed, bundled_model, pq.dequantize(q8_codes), rec[fc_out], "q8")
+    float_top1 = (bundled_model.run({"image": images[:64]})["probs"].argmax(1) == labels[:64]).mean()
     assert abs((rec["probs"].argmax(1) == labels[:64]).mean() - float_top1) <= 0.05
 
 
-def test_mixed_save_load_is_bit_identical(model, images, mixed, tmp_path):
+def test_mixed_save_load_is_bit_identical(bundled_model, images, mixed, tmp_path):
     path = tmp_path / "mixed.json"
     mixed.save(path)
-    again = lwnn.QuantizedModel.load(path, model)
+    again = lwnn.QuantizedModel.load(path, bundled_model)
     assert [(p.layer, p.mode, p.runtime, p.converts) for p in again.plan()] == \
         [(p.layer, p.mode, p.runtime, p.converts) for p in mixed.plan()]
     a = mixed.run({"image": images[:32]}, record=True)
     b = again.run({"image": images[:32]}, record=True)
     for name in a:
         np.testing.assert_array_equal(a[name], b[name])
-    fc_in = in_of(model, FC)
+    fc_in = in_of(bundled_model, FC)
     assert again.tensor_params(fc_in, "q8") == mixed.tensor_params(fc_in, "q8")
 
 
-def test_mixed_bad_scheme_names_the_choices(model, mixed):
+def test_mixed_bad_scheme_names_the_choices(bundled_model, mixed):
     with pytest.raises(lwnn.LwnnError, match=r"no 'q4' parameters. Expected one of \['s8', 'q8', 'q16'\]"):
-        mixed.tensor_params(in_of(model, FC), "q4")
+        mixed.tensor_params(in_of(bundled_model, FC), "q4")
     with pytest.raises(lwnn.LwnnError, match=r"no 'q4' parameters. Expected one of"):
         mixed.params("q4")
-    assert mixed.params("q16")[out_of(model, "/pw3/bn/BatchNormalization")].bits == 16
+    assert mixed.params("q16")[out_of(bundled_model, "/pw3/bn/BatchNormalization")].bits == 16
 
 
 # --- folding before quantization --------------------------------------------------------------
 
 
 @pytest.mark.parametrize("scheme", ["s8", "q8"])
-def test_fold_and_unfolded(model, images, labels, reference, scheme):
-    folded = lwnn.quantize(model, {"image": images[:128]}, scheme, progress=False)
-    unfolded = lwnn.quantize(model, {"image": images[:128]}, scheme, fold=False, progress=False)
-    conv_out, bn_out, relu_out = out_of(model, CONV1), out_of(model, BN1), out_of(model, RELU1)
+def test_fold_and_unfolded(bundled_model, images, labels, reference, scheme):
+    folded = lwnn.quantize(bundled_model, {"image": images[:128]}, scheme, progress=False)
+    unfolded = lwnn.quantize(bundled_model, {"image": images[:128]}, scheme, fold=False, progress=False)
+    conv_out, bn_out, relu_out = (out_of(bundled_model, name) for name in (CONV1, BN1, RELU1))
     plan = {p.layer: p for p in folded.plan()}
     merged = f"{CONV1}+{BN1}+{RELU1}"
     assert plan[CONV1].folded_into == plan[BN1].folded_into == plan[RELU1].folded_into == merged
@@ -205,9 +200,9 @@ def test_fold_and_unfolded(model, images, labels, reference, scheme):
             getattr(folded, what)(name)
     assert unfolded.raw(conv_out).shape == rec_u[conv_out].shape
     # The folded weight is conv1's weight times gamma / sqrt(var + eps), per output channel.
-    c = model.graph.constants
+    c = bundled_model.graph.constants
     k = c["conv1.bn.weight"].astype(np.float64) / np.sqrt(c["conv1.bn.running_var"].astype(np.float64)
-                                                          + model.graph.layer(BN1).op.epsilon)
+                                                          + bundled_model.graph.layer(BN1).op.epsilon)
     w = c["conv1.conv.weight"].astype(np.float64) * k.reshape(-1, 1, 1, 1)
     np.testing.assert_allclose(folded.constants[CONV1 + "/folded_weight"], w, rtol=1e-6)
     # Both run the network well; folding removes a requantization per BatchNorm.
@@ -220,8 +215,8 @@ def test_fold_and_unfolded(model, images, labels, reference, scheme):
     assert conv_out not in iso and bn_out not in iso and relu_out in iso
 
 
-def test_fold_only_joins_layers_of_one_mode(model, images):
-    q = lwnn.quantize(model, {"image": images[:64]}, "s8", layers={BN1: "float"}, progress=False)
+def test_fold_only_joins_layers_of_one_mode(bundled_model, images):
+    q = lwnn.quantize(bundled_model, {"image": images[:64]}, "s8", layers={BN1: "float"}, progress=False)
     plan = {p.layer: p for p in q.plan()}
     assert plan[CONV1].folded_into is None and plan[BN1].runtime == "cpu/float"
     assert plan["/conv2/conv/Conv"].folded_into is not None
@@ -292,14 +287,14 @@ def ref_conv_int64(x: np.ndarray, w: np.ndarray, pad: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("scheme", ["s8", "q8"])
-def test_fused_relu_requantizes_to_the_relu_output_and_clamps(model, images, reference, scheme):
+def test_fused_relu_requantizes_to_the_relu_output_and_clamps(bundled_model, images, reference, scheme):
     """conv1 + BatchNorm + ReLU run as one integer convolution writing the ReLU's parameters;
     checked on one image against direct integer references (TFLite requantization in scalar
     Python for s8, the CMSIS shift for q8)."""
     from reference_tflite import ref_mbqm, ref_quantize_multiplier
 
-    q = lwnn.quantize(model, {"image": images[:128]}, scheme, progress=False)
-    relu_out = out_of(model, RELU1)
+    q = lwnn.quantize(bundled_model, {"image": images[:128]}, scheme, progress=False)
+    relu_out = out_of(bundled_model, RELU1)
     iso = q.run_isolated(reference)
     w_name, b_name = CONV1 + "/folded_weight", CONV1 + "/folded_bias"
     w, b = q.raw(w_name).astype(np.int64), q.raw(b_name).astype(np.int64)
@@ -328,10 +323,10 @@ def test_fused_relu_requantizes_to_the_relu_output_and_clamps(model, images, ref
 
 
 @pytest.mark.parametrize("scheme, extra", [("s8", {}), ("q8", {}), ("q16", {"q16_headroom": "lwnn"})])
-def test_opencl_backend_is_bit_exact_with_cpu(model, images, scheme, extra):
+def test_opencl_backend_is_bit_exact_with_cpu(bundled_model, images, scheme, extra):
     """q.run(backend="opencl") runs integer layers on lwnn.backends.opencl_int where the device
     has a kernel: every recorded tensor and raw integer tensor equals the CPU run's."""
-    q = lwnn.quantize(model, {"image": images[:64]}, scheme, progress=False, **extra)
+    q = lwnn.quantize(bundled_model, {"image": images[:64]}, scheme, progress=False, **extra)
     feeds = {"image": images[:8]}
     try:
         on_device = q.run(feeds, backend="opencl", record=True)
@@ -348,6 +343,6 @@ def test_opencl_backend_is_bit_exact_with_cpu(model, images, scheme, extra):
     assert set(on_device.executed_by.values()) <= {f"opencl/{scheme}", f"cpu/{scheme}"}
 
 
-def test_unknown_backend_for_quantized_runs(model, q8, images):
+def test_unknown_backend_for_quantized_runs(bundled_model, q8, images):
     with pytest.raises(lwnn.BackendUnavailable, match=r"'cpu' or 'opencl'. Received 'tpu'"):
         q8.run({"image": images[:1]}, backend="tpu")

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 import lwnn
-from lwnn import data, report
+from lwnn import report
 
 
 @pytest.fixture(scope="module")
-def fashion():
-    images, labels = data.default_samples()
-    return lwnn.load(data.default_model_path()), images[:64], labels[:64]
+def fashion(bundled_model, bundled_samples):
+    images, labels = bundled_samples
+    return bundled_model, images[:64], labels[:64]
 
 
 def _images(text: str) -> list[bytes]:

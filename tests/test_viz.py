@@ -16,7 +16,7 @@ from matplotlib.image import AxesImage  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 import lwnn  # noqa: E402
-from lwnn import data, viz  # noqa: E402
+from lwnn import viz  # noqa: E402
 from lwnn.comparison import Comparison, LayerRow, Study, calibration_sweep  # noqa: E402
 from lwnn.numerics.params import AffineParams, QFormat  # noqa: E402
 
@@ -49,9 +49,8 @@ def synthetic(n: int = 250, channels: int = 16) -> Comparison:
 
 
 @pytest.fixture(scope="module")
-def fashion():
-    model = lwnn.load(data.default_model_path())
-    images, labels = data.default_samples()
+def fashion(bundled_model, bundled_samples):
+    model, (images, labels) = bundled_model, bundled_samples
     calib, test = images[:64], images[200:232]
     qs = {s: lwnn.quantize(model, {"image": calib}, s, progress=False) for s in ("s8", "q8")}
     table = lwnn.compare(model, qs, {"image": test}, mode="both")

@@ -6,8 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import lwnn
-from lwnn.data import default_model_path, default_samples
 from lwnn.errors import CalibrationError, LwnnError
 from lwnn.widgets import ExplorerWidget, explorer
 from lwnn.widgets.calibration import (
@@ -19,9 +17,8 @@ from lwnn.widgets.calibration import (
 
 
 @pytest.fixture(scope="module")
-def fashion():
-    images, _ = default_samples()
-    return lwnn.load(default_model_path()), images
+def fashion(bundled_model, bundled_samples):
+    return bundled_model, bundled_samples[0]
 
 
 def gaussian(n=50_000, seed=0) -> np.ndarray:
