@@ -174,9 +174,10 @@ class BufferPool:
         self.free.clear()
 
 
-def read_source(name: str) -> str:
-    """A ``.cl`` or ``.h`` file shipped in ``lwnn/backends/opencl/kernels`` (package data)."""
-    return resources.files("lwnn.backends.opencl").joinpath("kernels", name).read_text()
+def read_source(name: str, package: str = "lwnn.backends.opencl") -> str:
+    """A ``.cl`` or ``.h`` file shipped in ``package``'s ``kernels`` folder (package data: the float
+    kernels', or ``lwnn.backends.opencl_int``'s)."""
+    return resources.files(package).joinpath("kernels", name).read_text()
 
 
 class CLContext:
@@ -219,12 +220,16 @@ class CLContext:
             self._programs[key] = prg
         return prg
 
-    def kernel(self, file: str, name: str, options: tuple[str, ...] = ()):
-        """Kernel ``name`` of package file ``file`` built with ``options`` (cached object)."""
-        key = (file, name, tuple(options))
+    def kernel(self, file: str, name: str, options: tuple[str, ...] = (), *,
+               package: str = "lwnn.backends.opencl", prelude: tuple[str, ...] = ()):
+        """Kernel ``name`` of ``file`` in ``package``'s kernels (after its ``prelude`` headers, and
+        ``common.h`` before everything) built with ``options``; one cache for the float and the
+        integer kernels."""
+        key = (package, file, name, tuple(options))
         k = self._kernels.get(key)
         if k is None:
-            k = getattr(self.program(read_source(file), options), name)
+            source = "\n".join(read_source(f, package) for f in (*prelude, file))
+            k = getattr(self.program(source, options), name)
             self._kernels[key] = k
         return k
 

@@ -9,15 +9,11 @@ exactly as the CPU integer kernels are, or chained on the device).
 
 from __future__ import annotations
 
-import weakref
-from importlib import resources
-
 import numpy as np
 
 from lwnn.backends.opencl.context import CLContext, CLTensor, default_context
 
 _C_TYPES = {np.dtype(np.int8): "char", np.dtype(np.int16): "short", np.dtype(np.int32): "int"}
-_kernels: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # ctx -> {(file, name, opts): kernel}
 
 
 def context() -> CLContext:
@@ -25,22 +21,10 @@ def context() -> CLContext:
     return default_context()
 
 
-def read_source(name: str) -> str:
-    """A ``.cl``/``.h`` file shipped in ``lwnn/backends/opencl_int/kernels`` (package data)."""
-    return resources.files("lwnn.backends.opencl_int").joinpath("kernels", name).read_text()
-
-
 def kernel(file: str, name: str, options: tuple[str, ...]):
-    """Kernel ``name`` of ``file`` (with ``int_common.h`` before it) built with ``options``; the
-    program is cached by the context per (source, options, device), the kernel object here."""
-    ctx = context()
-    table = _kernels.setdefault(ctx, {})
-    key = (file, name, tuple(options))
-    k = table.get(key)
-    if k is None:
-        source = read_source("int_common.h") + "\n" + read_source(file)
-        k = table[key] = getattr(ctx.program(source, tuple(options)), name)
-    return k
+    """Kernel ``name`` of ``file`` in ``kernels/`` here (after ``int_common.h``) built with
+    ``options``, from the context's one program and kernel cache."""
+    return context().kernel(file, name, tuple(options), package=__package__, prelude=("int_common.h",))
 
 
 def c_type(dtype) -> str:
