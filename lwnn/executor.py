@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -53,14 +53,13 @@ class Step:
     fallback: Runtime | None = None
     members: tuple[str, ...] = ()
     requantize: tuple[tuple[str, str], ...] = ()
+    domain: str = field(init=False)  # the runtime's scheme: the domain of what it reads and writes
+    on_device: bool = field(init=False)
 
-    @property
-    def domain(self) -> str:
-        return self.runtime.scheme
-
-    @property
-    def on_device(self) -> bool:
-        return self.runtime.backend != "cpu"
+    def __post_init__(self):
+        # Plain attributes, not properties: the loop reads them for every layer of every run.
+        object.__setattr__(self, "domain", self.runtime.scheme)
+        object.__setattr__(self, "on_device", self.runtime.backend != "cpu")
 
 
 Convert = Callable[[str, np.ndarray, str, str], np.ndarray]  # (tensor, codes, from, to) -> codes

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lwnn.backends.cpu import KERNELS, run_cpu_kernel
 from lwnn.backends.cpu_int.registry import IntBinding, IntCall
 from lwnn.backends.runtime import HostMemory, LayerResult, Runtime, Transfer
 from lwnn.errors import BackendUnavailable, KernelError
@@ -27,16 +28,12 @@ class CpuFloat(HostMemory):
     scheme = "float"
 
     def __init__(self):
-        from lwnn.backends.cpu import KERNELS
-
         self.kernels = KERNELS
 
     def supports(self, layer: Layer) -> bool:
         return layer.op_type in self.kernels
 
     def run_layer(self, layer: Layer, args: list, binding=None) -> LayerResult:
-        from lwnn.backends.cpu import run_cpu_kernel
-
         return LayerResult(run_cpu_kernel(layer, args), self.name)
 
 
