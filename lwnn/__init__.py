@@ -15,12 +15,14 @@ from lwnn.errors import (
     FeedError,
     KernelError,
     LwnnError,
+    MemoryLimitError,
     ModelFormatError,
     ShapeError,
     UnsupportedOpError,
 )
 from lwnn.graph import Graph, Layer, TensorSpec
 from lwnn.loader import load
+from lwnn.memory import memory_limit, set_memory_limit
 from lwnn.model import Model
 from lwnn.quant.qmodel import QuantizedModel
 from lwnn.quant.quantize import quantize
@@ -30,7 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Approx", "BackendUnavailable", "CalibrationError", "ClaimError", "Comparison", "FeedError", "Graph",
-    "KernelError", "Layer", "LayerRow", "LwnnError", "Model", "ModelFormatError", "QuantizedModel",
-    "Recording", "ShapeError", "TensorSpec", "UnsupportedOpError", "approx", "compare", "leaders", "load",
-    "quantize",
+    "KernelError", "Layer", "LayerRow", "LwnnError", "MemoryLimitError", "Model", "ModelFormatError",
+    "QuantizedModel", "Recording", "ShapeError", "TensorSpec", "UnsupportedOpError", "approx", "compare",
+    "leaders", "load", "memory_limit", "quantize", "set_memory_limit",
 ]

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lwnn.backends.cpu import run_cpu_kernel
-from lwnn.errors import LwnnError, ShapeError, UnsupportedOpError
+from lwnn.errors import LwnnError, MemoryLimitError, ShapeError, UnsupportedOpError
 from lwnn.executor import FOLDED, Recorder, Recording, Schedule, Step, Transfer, execute
 from lwnn.graph import Graph, Layer
+from lwnn.memory import check_size
 
 __all__ = ["FOLDED", "Plan", "Recording", "Transfer", "build_plan", "check_shape", "run_float"]
 
@@ -49,13 +50,32 @@ def _in_context(layer: Layer, err: LwnnError) -> LwnnError:
     return type(err)(f"Layer {layer.name!r} ({layer.op_type}): {err}")
 
 
+def _itemsize(input_dtypes: list) -> int:
+    """The bytes per element the memory guard assumes for a layer's outputs: its first input's
+    when that is a float tensor, else 4 (float32, the common case; shapes are int64 inputs)."""
+    first = input_dtypes[0] if input_dtypes else None
+    return first.itemsize if first is not None and first.kind == "f" else 4
+
+
 def build_plan(graph: Graph, input_shapes: dict[str, tuple]) -> Plan:
+    """``graph`` specialised to ``input_shapes`` (one per fed input; optional inputs not fed take
+    their default as a constant). Every tensor's shape is inferred, and checked against the memory
+    guard (``lwnn.memory``) before a layer is folded or planned."""
     values: dict[str, np.ndarray] = dict(graph.constants)
+    for name, spec in graph.inputs.items():
+        if spec.optional and name not in input_shapes:
+            values[name] = spec.default
     shapes: dict[str, tuple] = {n: tuple(v.shape) for n, v in values.items()}
     shapes.update({n: tuple(s) for n, s in input_shapes.items()})
+    dtypes = {n: np.dtype(spec.dtype) for n, spec in graph.inputs.items()}
     steps: list[Layer] = []
     folded: list[Layer] = []
     for layer in graph.layers:
+        missing = [n for n in layer.inputs if n and n not in shapes]
+        if missing:
+            raise LwnnError(
+                f"Layer {layer.name!r} ({layer.op_type}): input {missing[0]!r} is produced by no earlier "
+                "layer, fed by no graph input and held by no constant.")
         in_shapes = [shapes[n] if n else None for n in layer.inputs]
         in_values = [values.get(n) if n else None for n in layer.inputs]
         for i in layer.op.const_inputs:
@@ -65,7 +85,11 @@ def build_plan(graph: Graph, input_shapes: dict[str, tuple]) -> Plan:
                     "be computable from constants and input shapes; it depends on tensor values."
                 )
         known = all(v is not None for n, v in zip(layer.inputs, in_values) if n)
+        size = _itemsize([values[n].dtype if n in values else dtypes.get(n) for n in layer.inputs if n])
         try:
+            out_shapes = layer.op.infer(in_shapes, in_values)
+            for name, s in zip(layer.outputs, out_shapes):
+                check_size(layer.name, layer.op_type, name, s, size)
             if known or layer.op_type == "Shape":
                 args = in_values if known else [np.empty(in_shapes[0], np.float32)]
                 outs = run_cpu_kernel(layer, args)
@@ -74,12 +98,17 @@ def build_plan(graph: Graph, input_shapes: dict[str, tuple]) -> Plan:
                     shapes[name] = tuple(v.shape)
                 folded.append(layer)
                 continue
-            out_shapes = layer.op.infer(in_shapes, in_values)
+        except MemoryLimitError:
+            raise
         except LwnnError as err:
             raise _in_context(layer, err) from None
         for name, s in zip(layer.outputs, out_shapes):
             shapes[name] = tuple(int(d) for d in s)
         steps.append(layer)
+    unwritten = [n for n in graph.outputs if n not in shapes]
+    if unwritten:
+        raise LwnnError(f"Graph output {unwritten[0]!r} is written by no layer and is neither an input "
+                        "nor a constant.")
     constants = {n: values[n] for n in values}
     return Plan(shapes, constants, steps, folded, list(graph.outputs))
 

@@ -37,3 +37,7 @@ class BackendUnavailable(LwnnError):
 
 class KernelError(LwnnError):
     """A kernel produced a result that contradicts the op's shape inference (an lwnn bug)."""
+
+
+class MemoryLimitError(LwnnError):
+    """A tensor the model would create is larger than lwnn's memory limit (``lwnn.set_memory_limit``)."""

@@ -26,12 +26,19 @@ class TensorSpec:
     name: str
     dtype: np.dtype
     shape: Shape
+    # An optional input's value when it is not fed (an ONNX initializer of the same name, IR >= 4).
+    default: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def optional(self) -> bool:
+        return self.default is not None
 
     def describe(self) -> str:
+        default = " (optional)" if self.optional else ""
         if self.shape is None:
-            return f"{np.dtype(self.dtype).name}[unknown rank]"
+            return f"{np.dtype(self.dtype).name}[unknown rank]{default}"
         dims = ", ".join("?" if d is None else str(d) for d in self.shape)
-        return f"{np.dtype(self.dtype).name}[{dims}]"
+        return f"{np.dtype(self.dtype).name}[{dims}]{default}"
 
 
 @dataclass(frozen=True)

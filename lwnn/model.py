@@ -23,7 +23,8 @@ class Model:
 
     @property
     def inputs(self) -> dict[str, tuple]:
-        """Input names and shapes; ``None`` marks a dimension the model leaves free."""
+        """Input names and shapes; ``None`` marks a dimension the model leaves free. Optional
+        inputs (with a default value in the model) come after the required ones."""
         return {n: spec.shape for n, spec in self.graph.inputs.items()}
 
     @property
@@ -49,7 +50,7 @@ class Model:
                 f"Received {type(feeds).__name__}."
             )
         expected = self.graph.inputs
-        missing = [n for n in expected if n not in feeds]
+        missing = [n for n, spec in expected.items() if n not in feeds and not spec.optional]
         extra = [n for n in feeds if n not in expected]
         if missing or extra:
             parts = []
@@ -63,6 +64,8 @@ class Model:
             )
         arrays = {}
         for name, spec in expected.items():
+            if name not in feeds:  # an optional input: its default, planned as a constant
+                continue
             value = np.asarray(feeds[name])
             want = np.dtype(spec.dtype)
             if value.dtype.kind not in _COMPATIBLE_KINDS.get(want.kind, want.kind):

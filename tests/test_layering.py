@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The layers of docs/architecture.md, by the top-level module or package under lwnn/ ("" is
 # lwnn/__init__.py, the face users import). A module may import its own layer and those below.
 LAYERS = {
-    1: {"errors", "graph", "ops", "tolerance"},
+    1: {"errors", "graph", "ops", "tolerance", "memory"},
     2: {"numerics"},
     3: {"backends"},
     4: {"importers", "engine", "executor", "model", "loader", "passes", "coverage", "data"},
