@@ -126,6 +126,23 @@ def test_unknown_opsets_and_ir_versions_are_refused(opset, ir_version):
     assert ort_rejects(model)
 
 
+def test_weights_relabelled_as_another_type_are_refused_as_onnxruntime_does():
+    w = numpy_helper.from_array(np.ones((1, 1, 3, 3), np.int32), "w")
+    model = graph_model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], initializers=[w],
+                        input_shape=(1, 1, 4, 4))
+    message = load_refused(model)
+    assert "Conv" in message and "int32" in message
+    assert ort_rejects(model)
+
+
+def test_attribute_values_the_op_forbids_are_refused_as_onnxruntime_does():
+    w = numpy_helper.from_array(np.ones((1, 1, 3, 3), np.float32), "w")
+    model = graph_model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv", dilations=[-1, -1])],
+                        initializers=[w], input_shape=(1, 1, 4, 4))
+    assert "dilations" in load_refused(model)
+    assert ort_rejects(model)
+
+
 def test_a_name_that_is_not_utf8_is_a_format_error(tmp_path):
     model = graph_model([helper.make_node("Relu", ["x"], ["y"], name="relu_node")])
     data = model.SerializeToString().replace(b"relu_node", b"relu\xff\xfeode")
@@ -201,9 +218,9 @@ def test_planning_names_a_dangling_input_of_any_graph():
 def test_a_petabyte_constant_is_refused_at_import_without_allocating():
     shape = numpy_helper.from_array(np.array([1 << 25, 1 << 25], np.int64), "shape")
     nodes = [helper.make_node("ConstantOfShape", ["shape"], ["big"], name="fill"),
-             helper.make_node("Add", ["x", "big"], ["y"], name="add")]
+             helper.make_node("Relu", ["x"], ["y"], name="relu")]
     with pytest.raises(lwnn.MemoryLimitError, match="'fill'.*'big'.*4,503,599,627,370,496 bytes"):
-        lwnn.load(graph_model(nodes, initializers=[shape]))
+        lwnn.load(graph_model(nodes, initializers=[shape], outputs=("y", "big")))
 
 
 def test_an_upsampling_of_ten_thousand_is_refused_when_planned():

@@ -82,6 +82,31 @@ def _check_versions_and_outputs(model, where: str) -> None:
         )
 
 
+def _check_types(model, order: list) -> None:
+    """ONNX's own type and shape inference in strict mode, as onnxruntime runs it when it loads a
+    model: an input of a type the op does not take (weights relabelled as int32), attribute values
+    the op's definition forbids (negative dilations), shapes that cannot meet. On the nodes in
+    ``order`` (inference reads them in file order)."""
+    from onnx.shape_inference import InferenceError, infer_shapes
+
+    if model.ByteSize() >= 2**31 - 1:  # protobuf's limit; such models keep their weights outside
+        return
+    if [i for i, _ in order] != list(range(len(order))):
+        import onnx
+
+        sorted_model = onnx.ModelProto()
+        sorted_model.CopyFrom(model)
+        del sorted_model.graph.node[:]
+        sorted_model.graph.node.extend(proto for _, proto in order)
+        model = sorted_model
+    try:
+        infer_shapes(model, check_type=True, strict_mode=True)
+    except (InferenceError, RuntimeError, ValueError) as err:
+        message = " ".join(str(err).split())
+        raise ModelFormatError(f"ONNX model {model.graph.name!r} fails ONNX's type and shape check "
+                               f"(as onnxruntime would): {message}") from None
+
+
 def _check_names(model, where: str) -> None:
     """Every name a string: protobuf hands back the bytes of a name that is not UTF-8."""
     g = model.graph
@@ -151,17 +176,14 @@ def _import(model) -> Graph:
         else:
             required[vi.name] = _spec(vi)
     inputs = {**required, **optional}
+    _check_ops(g)
     nodes = _topological_order(g, set(inputs) | set(constants))
+    _check_types(model, nodes)
     layers: list[Layer] = []
     used_names: set[str] = set()
     for index, proto in nodes:
         if not any(proto.output):
             raise ModelFormatError(f"Node {_node_name(proto)!r} ({proto.op_type}) has no outputs.")
-        if proto.domain not in ("", "ai.onnx"):
-            raise UnsupportedOpError(
-                f"Node {_node_name(proto)!r}: op {proto.domain}.{proto.op_type} from a "
-                f"custom domain is not supported. Supported ai.onnx ops: {', '.join(sorted(CONVERTERS))}."
-            )
         attrs = {a.name: helper.get_attribute_value(a) for a in proto.attribute}
         if proto.op_type == "Constant":
             constants[proto.output[0]] = _constant_value(proto, attrs)
@@ -172,11 +194,6 @@ def _import(model) -> Graph:
         used_names.add(name)
         node = Node(name, proto.op_type, list(proto.input), list(proto.output), attrs, opset, constants.get,
                     constants)
-        if proto.op_type not in CONVERTERS:
-            raise UnsupportedOpError(
-                f"Node {name!r}: ONNX op {proto.op_type} is not supported. "
-                f"Supported ONNX ops: {', '.join(sorted(CONVERTERS))}."
-            )
         op, layer_inputs = CONVERTERS[proto.op_type](node)
         layer = Layer(name, op, tuple(layer_inputs), tuple(o for o in proto.output))
         if _fold(layer, constants):
@@ -185,6 +202,22 @@ def _import(model) -> Graph:
     outputs = [o.name for o in g.output]
     output_specs = {o.name: _spec(o) for o in g.output if o.type.HasField("tensor_type")}
     return Graph(inputs, outputs, layers, constants, name=g.name or "onnx_model", output_specs=output_specs)
+
+
+def _check_ops(g) -> None:
+    """UnsupportedOpError for the first node lwnn has no converter for (before ONNX's checks, so
+    that an unsupported op is named as such)."""
+    for proto in g.node:
+        if proto.domain not in ("", "ai.onnx"):
+            raise UnsupportedOpError(
+                f"Node {_node_name(proto)!r}: op {proto.domain}.{proto.op_type} from a "
+                f"custom domain is not supported. Supported ai.onnx ops: {', '.join(sorted(CONVERTERS))}."
+            )
+        if proto.op_type not in CONVERTERS and proto.op_type != "Constant":
+            raise UnsupportedOpError(
+                f"Node {_node_name(proto)!r}: ONNX op {proto.op_type} is not supported. "
+                f"Supported ONNX ops: {', '.join(sorted(CONVERTERS))}."
+            )
 
 
 def _initializers(g) -> dict[str, np.ndarray]:
