@@ -245,3 +245,15 @@ def test_the_memory_limit_can_be_set(monkeypatch):
     m.run({"x": X})
     with pytest.raises(lwnn.LwnnError, match="set_memory_limit expects"):
         lwnn.set_memory_limit(-5)
+
+
+@pytest.mark.parametrize("dims", [[1], [-1]])
+def test_a_constant_node_whose_data_does_not_match_its_dims_is_refused(dims):
+    value = numpy_helper.from_array(np.ones(3, np.float32), "v")
+    del value.dims[:]
+    value.dims.extend(dims)
+    nodes = [helper.make_node("Constant", [], ["c"], name="const", value=value),
+             helper.make_node("Add", ["x", "c"], ["y"], name="add")]
+    message = load_refused(graph_model(nodes))
+    if dims == [1]:  # ([-1] is already refused by ONNX's shape check, naming the Add)
+        assert "'const'" in message and str(dims) in message

@@ -223,21 +223,28 @@ def _check_ops(g) -> None:
 def _initializers(g) -> dict[str, np.ndarray]:
     """The initializers by name; ModelFormatError for duplicates and for data that does not match
     its dims."""
-    from onnx import numpy_helper
 
     constants: dict[str, np.ndarray] = {}
     for t in g.initializer:
         if t.name in constants:
             raise ModelFormatError(f"Initializer {t.name!r} is listed twice; a tensor has one value.")
-        if any(d < 0 for d in t.dims):
-            raise ModelFormatError(f"Initializer {t.name!r} has negative dims {list(t.dims)}.")
-        try:
-            constants[t.name] = numpy_helper.to_array(t)
-        except (ValueError, TypeError, KeyError) as err:
-            raise ModelFormatError(
-                f"Initializer {t.name!r} (dims {list(t.dims)}, {np.prod(t.dims, dtype=np.int64)} "
-                f"elements) does not hold data of that shape and type: {err}") from None
+        constants[t.name] = _tensor_value(t, f"Initializer {t.name!r}")
     return constants
+
+
+def _tensor_value(t, what: str) -> np.ndarray:
+    """A TensorProto's data as an array; ModelFormatError (``what`` ...) for negative dims or data
+    that does not match the dims and type."""
+    from onnx import numpy_helper
+
+    if any(d < 0 for d in t.dims):
+        raise ModelFormatError(f"{what} has negative dims {list(t.dims)}.")
+    try:
+        return numpy_helper.to_array(t)
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        raise ModelFormatError(
+            f"{what} (dims {list(t.dims)}, {np.prod(t.dims, dtype=np.int64)} elements) does not hold "
+            f"data of that shape and type: {err}") from None
 
 
 def _topological_order(g, available: set[str]) -> list[tuple[int, object]]:
@@ -295,10 +302,8 @@ def _node_name(proto) -> str:
 
 
 def _constant_value(proto, attrs) -> np.ndarray:
-    from onnx import numpy_helper
-
     if "value" in attrs:
-        return numpy_helper.to_array(attrs["value"])
+        return _tensor_value(attrs["value"], f"Constant node {_node_name(proto)!r}: its value")
     for key, dtype in (("value_float", np.float32), ("value_floats", np.float32),
                        ("value_int", np.int64), ("value_ints", np.int64)):
         if key in attrs:
