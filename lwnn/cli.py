@@ -18,7 +18,7 @@ import numpy as np
 
 import lwnn
 from lwnn import coverage
-from lwnn.errors import LwnnError
+from lwnn.errors import FeedError, LwnnError
 
 
 def _layer_table(model: lwnn.Model, rec: lwnn.Recording | None = None) -> str:
@@ -63,8 +63,7 @@ def cmd_info(args) -> int:
 
 def cmd_run(args) -> int:
     model = lwnn.load(args.model)
-    with np.load(args.data) as npz:
-        feeds = {name: npz[name] for name in npz.files}
+    feeds = _load_npz(args.data)
     rec = model.run(feeds, backend=args.backend, record=True)
     if args.layers:
         print(_layer_table(model, rec))
@@ -75,6 +74,21 @@ def cmd_run(args) -> int:
         np.savez(args.out, **rec.outputs)
         print(f"wrote {args.out}")
     return 0
+
+
+def _load_npz(path) -> dict[str, np.ndarray]:
+    """The arrays of an .npz file by key; FeedError for anything else (FileNotFoundError if absent)."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError, EOFError) as err:
+        raise FeedError(f"--data {str(path)!r} is not a NumPy .npz file: {err}") from None
+    if isinstance(loaded, np.ndarray):
+        raise FeedError(f"--data {str(path)!r} holds one array (.npy); expected an .npz whose keys are the "
+                        "model's input names.")
+    with loaded:
+        return {name: loaded[name] for name in loaded.files}
 
 
 def cmd_coverage(args) -> int:
@@ -109,17 +123,58 @@ def cmd_report(args) -> int:
         model = lwnn.load(args.model)
         feeds, labels = report.load_data(args.data, model)
         source = f"{args.model}, data {args.data}"
-    schemes = tuple(s.strip() for s in args.schemes.split(",") if s.strip())
-    out = report.build_report(model, feeds, labels, out=args.out, schemes=schemes, method=args.method,
+    out = report.build_report(model, feeds, labels, out=args.out, schemes=args.schemes, method=args.method,
                               calib=args.calib, max_eval=args.max_eval, threshold_db=args.threshold,
                               source=source, progress=not args.quiet)
     print(f"wrote {Path(out).resolve()} ({time.perf_counter() - start:.1f} s)")
     return 0
 
 
+def _checked(parse, check, expected: str):
+    """An argparse ``type``: ``parse`` the text, then ``check`` the value by the rule the Python API
+    uses (``lwnn.quant.options``). A bad value is argparse's error: a message and exit code 2."""
+
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}. Received {text!r}.") from None
+        try:
+            return check(value)
+        except LwnnError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    convert.__name__ = expected  # argparse names the type in some messages
+    return convert
+
+
+def _arg_types() -> dict:
+    from lwnn.backends import available
+    from lwnn.numerics.params import SCHEMES
+    from lwnn.quant import options
+
+    def count(name):
+        return _checked(int, lambda v: options.check_int(name, v, lo=1), "an integer >= 1")
+
+    def schemes(text):
+        return options.check_choices("schemes", [s.strip() for s in text.split(",") if s.strip()], SCHEMES,
+                                     what="scheme")
+
+    return dict(
+        backend=_checked(str, lambda v: options.check_choice("backend", v, available(), error=LwnnError),
+                         "a backend"),
+        schemes=_checked(str, schemes, "comma-separated schemes"),
+        method=_checked(str, options.check_method, "a calibration method"),
+        calib=count("calib"), max_eval=count("max_eval"),
+        threshold=_checked(float, options.check_threshold_db, "a number (dB)"),
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
+    types = _arg_types()
     parser = argparse.ArgumentParser(prog="lwnn", description="lwnn quantization workbench")
-    parser.add_argument("--backend", default="cpu", help="runtime for the default run (default: cpu)")
+    parser.add_argument("--backend", default="cpu", type=types["backend"],
+                        help="runtime for the default run (default: cpu)")
     parser.set_defaults(func=cmd_default)
     sub = parser.add_subparsers(title="commands")
 
@@ -130,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a model on arrays from an .npz file")
     run.add_argument("model")
     run.add_argument("--data", required=True, help=".npz file whose keys are the model's input names")
-    run.add_argument("--backend", default="cpu")
+    run.add_argument("--backend", default="cpu", type=types["backend"])
     run.add_argument("--layers", action="store_true", help="print every layer's shape, runtime and time")
     run.add_argument("--out", help="write the outputs to this .npz file")
     run.set_defaults(func=cmd_run)
@@ -143,11 +198,16 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("model", nargs="?", help="model file (default: the bundled Fashion-MNIST CNN)")
     rep.add_argument("--data", help=".npz keyed by input name (optional 'labels'), or .npy for one input")
     rep.add_argument("--out", default="report.html", help="HTML file to write (default: ./report.html)")
-    rep.add_argument("--schemes", default="s8,q8,q16", help="comma-separated schemes (default: s8,q8,q16)")
-    rep.add_argument("--method", default="minmax", help="calibration: minmax, percentile, kl or mse")
-    rep.add_argument("--calib", type=int, help="samples used to calibrate (default: half); the rest evaluate")
-    rep.add_argument("--max-eval", type=int, default=256, help="at most this many samples evaluated")
-    rep.add_argument("--threshold", type=float, default=20.0, help="SQNR (dB) below which a layer is flagged")
+    rep.add_argument("--schemes", default=("s8", "q8", "q16"), type=types["schemes"],
+                     help="comma-separated schemes (default: s8,q8,q16)")
+    rep.add_argument("--method", default="minmax", type=types["method"],
+                     help="calibration: minmax, percentile, kl or mse")
+    rep.add_argument("--calib", type=types["calib"],
+                     help="samples used to calibrate (default: half); the rest evaluate")
+    rep.add_argument("--max-eval", type=types["max_eval"], default=256,
+                     help="at most this many samples evaluated")
+    rep.add_argument("--threshold", type=types["threshold"], default=20.0,
+                     help="SQNR (dB) below which a layer is flagged")
     rep.add_argument("--quiet", action="store_true", help="no progress bar")
     rep.set_defaults(func=cmd_report)
     return parser

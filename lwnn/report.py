@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from lwnn.errors import FeedError, LwnnError
+from lwnn.quant.options import checks_call
 
 LABEL_KEYS = ("labels", "label", "y")
 CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1250px;color:#222;padding:0 16px}
@@ -127,12 +128,68 @@ class _Report:
         self.parts.append(f'<p class="note">{html.escape(text)}</p>')
 
 
+def _check_arguments(model, feeds, labels, out, schemes, method, calib, max_eval, threshold_db, source,
+                     progress) -> dict:
+    """``build_report``'s arguments, checked by the rules of ``lwnn.quant.options`` before any work."""
+    from collections.abc import Mapping
+
+    from lwnn.numerics.params import SCHEMES
+    from lwnn.quant.options import (
+        check_bool,
+        check_choices,
+        check_int,
+        check_method,
+        check_model,
+        check_threshold_db,
+        received,
+    )
+
+    check_model("build_report", model)
+    if not isinstance(feeds, Mapping) or not feeds:
+        raise FeedError(f"build_report: feeds must be a non-empty dict {{input name: array}} (first axis = "
+                        f"samples). Received {received(feeds)}.")
+    inputs = list(model.inputs)
+    missing, unexpected = [n for n in inputs if n not in feeds], [n for n in feeds if n not in inputs]
+    if missing or unexpected:
+        raise FeedError(f"build_report: feeds must have one array per model input {inputs}: missing "
+                        f"{missing}, unexpected {unexpected}.")
+    feeds = {n: np.asarray(feeds[n]) for n in inputs}
+    if any(v.ndim == 0 or len(v) == 0 for v in feeds.values()):
+        raise FeedError(f"build_report: every feed needs a first (sample) axis with at least one sample. "
+                        f"Received shapes { {n: v.shape for n, v in feeds.items()} }.")
+    if labels is not None and np.ndim(labels) != 1:
+        raise FeedError(f"build_report: labels must be a 1-D array of class indices (or None). Received "
+                        f"{received(labels)}.")
+    if not isinstance(out, str | Path):
+        raise LwnnError(f"build_report: out must be a file path. Received {received(out)}.")
+    if not Path(out).parent.is_dir():
+        raise LwnnError(f"build_report: out {str(out)!r}: the folder {str(Path(out).parent)!r} does not "
+                        "exist.")
+    if not isinstance(source, str):
+        raise LwnnError(f"build_report: source must be a string. Received {received(source)}.")
+    return dict(feeds=feeds, schemes=check_choices("schemes", schemes, SCHEMES, what="scheme"),
+                method=check_method(method), calib=check_int("calib", calib, lo=1, none=True),
+                max_eval=check_int("max_eval", max_eval, lo=1, error=LwnnError),
+                threshold_db=check_threshold_db(threshold_db),
+                progress=check_bool("progress", progress, LwnnError))
+
+
+@checks_call(LwnnError)
 def build_report(model, feeds: dict, labels=None, *, out="report.html", schemes=("s8", "q8", "q16"),
                  method: str = "minmax", calib: int | None = None, max_eval: int = 256,
                  threshold_db: float = 20.0, source: str = "", progress: bool = True) -> Path:
     """Write the HTML report of ``model`` (an ``lwnn.Model``) on ``feeds`` ({input: array with a
-    sample axis}) and return its path. See the module docstring for ``calib``/``max_eval``."""
+    sample axis}) and return its path. See the module docstring for ``calib``/``max_eval``.
+
+    Arguments are checked before any work: unknown schemes or method, ``calib``/``max_eval``
+    below 1 or not integers, a NaN threshold, feeds that do not match the model's inputs or an
+    ``out`` whose folder does not exist raise an ``LwnnError`` naming the argument."""
     from tqdm.auto import tqdm
+
+    args = _check_arguments(model, feeds, labels, out, schemes, method, calib, max_eval, threshold_db,
+                            source, progress)
+    feeds, schemes, method, calib, max_eval, threshold_db, progress = (
+        args[k] for k in ("feeds", "schemes", "method", "calib", "max_eval", "threshold_db", "progress"))
 
     import lwnn
     from lwnn import viz

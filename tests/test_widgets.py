@@ -206,3 +206,16 @@ def test_explorer_of_several_models_needs_their_feeds(fashion):
     before = view.state.metrics
     view.model.value = "b"
     assert view.state.model == "b" and view.state.metrics != before
+
+
+def test_explorer_gives_a_method_option_to_that_method_only(fashion):
+    """``percentile=`` applies to the percentile method; minmax runs without it, as quantize requires."""
+    from lwnn.widgets.layer_explorer import Explorer, Workload
+
+    model, images = fashion
+    wl = Workload(model, {"image": images[64:72]}, {"image": images[:32]})
+    ex = Explorer({"m": wl}, ("s8",), ("minmax", "percentile"), percentile=99.0)
+    q_minmax, _ = ex.quantized("m", "s8", "minmax")
+    q_pct, _ = ex.quantized("m", "s8", "percentile")
+    assert q_minmax.config["method_options"] == {}
+    assert q_pct.config["method_options"] == {"percentile": 99.0}

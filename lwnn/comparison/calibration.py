@@ -18,6 +18,14 @@ import numpy as np
 from lwnn.comparison import metrics
 from lwnn.errors import CalibrationError
 from lwnn.numerics.params import scheme_of
+from lwnn.quant.options import (
+    check_choices,
+    check_int,
+    check_method_options,
+    check_scheme,
+    checks_call,
+    received,
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,7 @@ def _q_error(x, q: int, bits: int) -> RangeError:
     return range_error(x, p, p.qmin * p.step, p.qmax * p.step)
 
 
+@checks_call(CalibrationError)
 def calibration_sweep(values, scheme: str = "s8", *, name: str = "", points: int = 80,
                       methods=None, samples: int = 200_000, q_span: int = 6, **options) -> CalibrationSweep:
     """Error against clipping threshold for the float ``values`` of one tensor, and each method's
@@ -91,12 +100,26 @@ def calibration_sweep(values, scheme: str = "s8", *, name: str = "", points: int
 
     ``points``: thresholds on the s8 curve (``absmax/points`` to ``absmax``); ``q_span``: Q values
     below and above the minmax Q for q8/q16; ``options`` go to the range choice (e.g.
-    ``percentile=99.9``).
+    ``percentile=99.9``; each must be used by one of ``methods`` and taken by ``scheme``'s range
+    function). Every argument is checked first; a bad one raises ``CalibrationError`` naming it.
     """
     from lwnn.numerics.params import frac_bits_for
     from lwnn.quant.observers import TensorObserver
     from lwnn.quant.ranges import METHODS, choose_frac_bits, choose_range
 
+    scheme = check_scheme(scheme)
+    if not isinstance(name, str):
+        raise CalibrationError(f"name must be a string. Received {received(name)}.")
+    points = check_int("points", points, lo=1, hi=100_000)
+    samples = check_int("samples", samples, lo=1)
+    q_span = check_int("q_span", q_span, lo=0, hi=64)
+    methods = METHODS if methods is None else check_choices("methods", methods, METHODS,
+                                                            what="calibration method")
+    options = check_method_options("calibration_sweep", options, methods=methods, schemes=[scheme],
+                                   other_keywords=("scheme", "name", "points", "methods", "samples",
+                                                   "q_span"))
+    if np.asarray(values).dtype.kind not in "fiu":
+        raise CalibrationError(f"values must be an array of real numbers. Received {received(values)}.")
     spec = scheme_of(scheme)
     x = _subsample(values, samples)
     absmax = float(np.max(np.abs(x), initial=0.0))
@@ -108,13 +131,13 @@ def calibration_sweep(values, scheme: str = "s8", *, name: str = "", points: int
     if spec.affine:
         vmin, vmax = float(x.min()), float(x.max())
         curve = [_s8_error(x, *s8_range(vmin, vmax, t)) for t in absmax * np.arange(1, points + 1) / points]
-        for method in methods or METHODS:
+        for method in methods:
             choice = choose_range(observer, method, bits=8, **options)
             picks[method] = _s8_error(x, float(choice.lo), float(choice.hi))
     else:
         q0 = frac_bits_for(absmax, bits)
         curve = [_q_error(x, q, bits) for q in range(q0 + q_span, q0 - 2, -1)]
-        for method in methods or METHODS:
+        for method in methods:
             picks[method] = _q_error(x, choose_frac_bits(observer, method, bits, **options), bits)
     column = {k: np.array([getattr(e, k) for e in curve]) for k in ("threshold", "mse", "sqnr_db")}
     return CalibrationSweep(name, scheme, column["threshold"], column["mse"], column["sqnr_db"], picks,

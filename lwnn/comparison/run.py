@@ -13,11 +13,13 @@ from lwnn.comparison import metrics as M
 from lwnn.comparison.table import Comparison, LayerRow
 from lwnn.engine import FOLDED
 from lwnn.errors import LwnnError
+from lwnn.quant.options import check_bool, check_threshold_db, checks_call, suggestion
 
 MODES = ("cumulative", "isolated")
 DEFAULT_THRESHOLD_DB = 20.0
 
 
+@checks_call(LwnnError)
 def compare(
     model,
     quantized,
@@ -41,9 +43,16 @@ def compare(
     The first layer of each (label, mode) whose SQNR is below ``threshold_db`` is ``flagged``.
     ``keep_recordings``: keep the runs' tensors for ``Comparison.tensors`` (memory: one copy of
     every activation per run).
+
+    Arguments are checked before anything runs: an unknown keyword, an unknown mode or a value of
+    the wrong type (``threshold_db`` NaN, ``keep_recordings="yes"``) raises ``LwnnError`` naming it;
+    feeds that do not fit the model raise ``FeedError``.
     """
     models = _labelled(model, quantized)
     modes = _modes(mode)
+    threshold_db = check_threshold_db(threshold_db)
+    keep_recordings = check_bool("keep_recordings", keep_recordings, LwnnError)
+    progress = check_bool("progress", progress, LwnnError)
     reference = model.run(feeds, record=True)
     from tqdm.auto import tqdm
 
@@ -92,8 +101,9 @@ def _labelled(model, quantized) -> dict:
 def _modes(mode: str) -> list[str]:
     if mode == "both":
         return list(MODES)
-    if mode not in MODES:
-        raise LwnnError(f"Unknown comparison mode {mode!r}. Expected 'cumulative', 'isolated' or 'both'.")
+    if not isinstance(mode, str) or mode not in MODES:
+        raise LwnnError(f"Unknown comparison mode {mode!r}. Expected 'cumulative', 'isolated' or 'both'."
+                        f"{suggestion(mode, (*MODES, 'both'))}")
     return [mode]
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from lwnn.comparison.metrics import HIGHER_IS_BETTER, METRICS, UNITS
 from lwnn.errors import LwnnError
+from lwnn.quant.options import check_int, check_threshold_db, suggestion
 
 
 class _ReadOnlyDict(dict):
@@ -170,6 +171,7 @@ class Comparison:
 
     def worst(self, n: int = 10, metric: str = "sqnr_db") -> list[LayerRow]:
         """The ``n`` rows with the worst ``metric`` (lowest SQNR/cosine, highest errors)."""
+        n = check_int("n", n, lo=0, error=LwnnError)
         _check_metric(metric)
         rows = [r for r in self.rows if not math.isnan(getattr(r, metric))]
         sign = 1 if HIGHER_IS_BETTER[metric] else -1
@@ -179,7 +181,7 @@ class Comparison:
                     mode: str | None = None) -> LayerRow | None:
         """The earliest row (execution order) whose SQNR is below ``threshold_db`` (default: the
         comparison's threshold), or None."""
-        t = self.threshold_db if threshold_db is None else threshold_db
+        t = self.threshold_db if threshold_db is None else check_threshold_db(threshold_db)
         below = [r for r in self.select(label, mode).rows if r.sqnr_db < t]
         return min(below, key=lambda r: r.index) if below else None
 
@@ -298,8 +300,9 @@ def _cells(r: LayerRow) -> list[str]:
 
 
 def _check_metric(metric: str) -> None:
-    if metric not in METRICS:
-        raise LwnnError(f"Unknown metric {metric!r}. Expected one of {list(METRICS)}.")
+    if not isinstance(metric, str) or metric not in METRICS:
+        raise LwnnError(f"Unknown metric {metric!r}. Expected one of {list(METRICS)}."
+                        f"{suggestion(metric, METRICS)}")
 
 
 def _preview(names: list[str], n: int = 8) -> str:

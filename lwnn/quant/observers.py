@@ -31,9 +31,18 @@ import numpy as np
 
 from lwnn.errors import CalibrationError, FeedError, ShapeError
 from lwnn.graph import _preview
+from lwnn.quant.options import (
+    check_batch_size,
+    check_bool,
+    check_int,
+    check_model,
+    checks_call,
+    received,
+)
 
 DEFAULT_BINS = 2048
 DEFAULT_BATCH_SIZE = 32
+MAX_BINS = 1 << 24  # per half histogram: 256 MiB of counts per observer
 _CHUNK = 1 << 22  # values binned at a time, to bound the float64 temporaries
 
 
@@ -51,11 +60,13 @@ class TensorObserver:
     """
 
     def __init__(self, name: str = "", *, bins: int = DEFAULT_BINS, channel_axis: int | None = None):
-        if bins < 2 or bins & (bins - 1):
-            raise CalibrationError(f"Histogram bins must be a power of two >= 2. Received: {bins!r}.")
+        if (not isinstance(bins, int | np.integer) or isinstance(bins, bool) or not 2 <= bins <= MAX_BINS
+                or bins & (bins - 1)):
+            raise CalibrationError(f"Histogram bins must be a power of two >= 2 (at most 2**24). "
+                                   f"Received: {received(bins)}.")
         self.name = name
-        self.bins = bins
-        self.channel_axis = channel_axis
+        self.bins = int(bins)
+        self.channel_axis = check_int("channel_axis", channel_axis, none=True)
         self.count = 0  # finite values
         self.zero_count = 0
         self.nan_count = 0
@@ -180,6 +191,7 @@ class TensorObserver:
         return f"<TensorObserver {self.name!r}: {self.count} values in {rng}{extra}>"
 
 
+@checks_call(CalibrationError)
 def observe(
     model,
     calib_feeds: Mapping[str, np.ndarray] | Iterable[Mapping[str, np.ndarray]],
@@ -200,10 +212,16 @@ def observe(
     higher rank. Returns {tensor name: TensorObserver} in execution order.
 
     Raises ``CalibrationError`` for an empty set, NaN/Inf in the calibration inputs, feeds that
-    do not fit the model (naming the batch), and unknown ``tensors``.
+    do not fit the model (naming the batch), unknown ``tensors``, and arguments of the wrong type
+    or range (checked first).
     """
+    check_model("observe", model)
+    progress = check_bool("progress", progress)
+    batch_size = check_batch_size(batch_size)
+    TensorObserver(bins=bins)  # checks bins
+    channel_axis = check_int("channel_axis", channel_axis, none=True)
+    wanted = None if tensors is None else _tensor_names(tensors)
     batches, total = _batches(model, calib_feeds, batch_size)
-    wanted = None if tensors is None else list(tensors)
     observers: dict[str, TensorObserver] = {}
     from tqdm.auto import tqdm  # here, not at import: tqdm.auto looks for IPython/ipywidgets
 
@@ -221,6 +239,17 @@ def observe(
             f"per input) for inputs {list(model.inputs)}."
         )
     return observers
+
+
+def _tensor_names(tensors) -> list[str]:
+    if isinstance(tensors, str | bytes) or not isinstance(tensors, Iterable):
+        raise CalibrationError(f"tensors must be a list of tensor names (or None for all). Received "
+                               f"{received(tensors)}.")
+    names = list(tensors)
+    bad = [t for t in names if not isinstance(t, str)]
+    if bad:
+        raise CalibrationError(f"tensors must be a list of tensor names. Received {received(bad[0])} in it.")
+    return names
 
 
 def _run_batch(model, feeds, index: int):

@@ -19,11 +19,28 @@ from lwnn.numerics.roles import fixed_output, input_roles, same_as_input, weight
 from lwnn.quant.folding import quant_graph
 from lwnn.quant.linking import linked_frac_bits
 from lwnn.quant.observers import TensorObserver, observe
-from lwnn.quant.ranges import METHODS, choose_frac_bits, choose_range, weight_thresholds
+from lwnn.quant.options import (
+    check_batch_size,
+    check_bool,
+    check_choice,
+    check_method,
+    check_method_options,
+    check_model,
+    check_scheme,
+    checks_call,
+    options_for,
+    received,
+    suggestion,
+)
+from lwnn.quant.ranges import choose_frac_bits, choose_range, weight_thresholds
 
 LAYER_MODES = ("float", *SCHEMES)
+# quantize's own keywords; the range-choice options (lwnn.quant.options.METHOD_OPTIONS) come after.
+QUANTIZE_KEYWORDS = ("scheme", "method", "per_channel", "layers", "q16_headroom", "fold", "link_q",
+                     "weight_method", "batch_size", "progress")
 
 
+@checks_call(CalibrationError)
 def quantize(
     model,
     calib_feeds,
@@ -54,39 +71,74 @@ def quantize(
     and output of every Add/Concat the smallest Q among them. ``weight_method``: range choice for
     constant weights (``minmax``, or ``percentile``/``kl``/``mse`` per output channel for s8, per
     tensor Q for q8/q16; same options as ``method``). ``calib_feeds``: a dict of arrays
-    (first axis = samples) or an iterable of feed dicts.
+    (first axis = samples) or an iterable of feed dicts. ``batch_size``: samples per calibration
+    batch of a dict of arrays (default: the model's fixed batch, else 32).
+
+    Range-choice options (``lwnn.quant.options.METHOD_OPTIONS``): ``percentile`` (in (50, 100],
+    default 99.99; method ``percentile``), ``kl_bins`` (bins the KL search runs over, default
+    2048; ``kl``), ``kl_levels`` (levels per side, s8 only; ``kl``), ``mse_candidates`` (thresholds
+    tried per side, s8 only; ``mse``), ``search`` (Q values tried above the minmax Q, q8/q16 only;
+    ``kl``, ``mse``). Every argument is checked first: an unknown keyword, an option the chosen
+    methods or schemes do not use, or a value of the wrong type or range raises
+    ``CalibrationError`` naming it and what it expects.
     """
-    if scheme not in SCHEMES:
-        raise CalibrationError(f"Unknown scheme {scheme!r}. Expected one of {SCHEMES}.")
-    if method not in METHODS:
-        raise CalibrationError(f"Unknown calibration method {method!r}. Expected one of {METHODS}.")
-    if q16_headroom not in ("full", "lwnn"):
-        raise CalibrationError(f"q16_headroom must be 'full' or 'lwnn'. Received {q16_headroom!r}.")
-    if weight_method not in METHODS:
-        raise CalibrationError(f"Unknown weight_method {weight_method!r}. Expected one of {METHODS}.")
-    layer_modes = check_layer_modes(model, layers or {}, scheme)
-    qgraph = quant_graph(model, layer_modes, fold)
-    observers = observe(model, calib_feeds, progress=progress, batch_size=batch_size)
-    options = dict(method=method, per_channel=per_channel, q16_headroom=q16_headroom, link_q=link_q,
-                   weight_method=weight_method)
+    args = check_arguments(model, scheme, method, per_channel=per_channel, layers=layers,
+                           q16_headroom=q16_headroom, fold=fold, link_q=link_q, weight_method=weight_method,
+                           batch_size=batch_size, progress=progress, method_options=method_options)
+    scheme, layer_modes, method_options = args["scheme"], args["layer_modes"], args["method_options"]
+    qgraph = quant_graph(model, layer_modes, args["fold"])
+    observers = observe(model, calib_feeds, progress=args["progress"], batch_size=args["batch_size"])
+    options = {k: args[k] for k in ("method", "per_channel", "q16_headroom", "link_q", "weight_method")}
     params = assign_params(qgraph, layer_modes, scheme, observers, options, method_options)
     from lwnn.quant.qmodel import QuantizedModel
 
-    config = dict(scheme=scheme, method=method, per_channel=per_channel, q16_headroom=q16_headroom,
-                  fold=fold, link_q=link_q, weight_method=weight_method, layers=dict(layers or {}),
-                  method_options=method_options)
+    config = dict(**{k: args[k] for k in ("scheme", "method", "per_channel", "q16_headroom", "fold", "link_q",
+                                          "weight_method")},
+                  layers=dict(layers or {}), method_options=method_options)
     return QuantizedModel(model, scheme, params, layer_modes, config, observers, qgraph=qgraph)
+
+
+def check_arguments(model, scheme="s8", method="minmax", *, per_channel=True, layers=None,
+                    q16_headroom="full", fold=True, link_q=False, weight_method="minmax", batch_size=None,
+                    progress=True, method_options=None, where: str = "quantize") -> dict:
+    """``quantize``'s arguments checked (``lwnn.quant.options``) and as plain values, plus
+    ``layer_modes`` (every layer's mode); raises ``CalibrationError`` naming a bad one. The
+    studies call it too, to fail before any work."""
+    check_model(where, model)
+    out = dict(scheme=check_scheme(scheme), method=check_method(method),
+               weight_method=check_method(weight_method, "weight_method"),
+               q16_headroom=check_choice("q16_headroom", q16_headroom, ("full", "lwnn")),
+               batch_size=check_batch_size(batch_size))
+    for name, value in dict(per_channel=per_channel, fold=fold, link_q=link_q, progress=progress).items():
+        out[name] = check_bool(name, value)
+    out["layer_modes"] = modes = check_layer_modes(model, {} if layers is None else layers, out["scheme"])
+    used = set(modes.values())
+    out["method_options"] = check_method_options(
+        where, method_options or {}, methods=(out["method"], out["weight_method"]),
+        schemes=[s for s in SCHEMES if s == out["scheme"] or s in used], other_keywords=QUANTIZE_KEYWORDS)
+    return out
 
 
 def check_layer_modes(model, layers: dict[str, str], scheme: str) -> dict[str, str]:
     """Every source layer's mode: ``scheme`` unless ``layers`` says otherwise (checked)."""
-    names = {layer.name for layer in model.layers}
+    from collections.abc import Mapping
+
+    from lwnn.graph import _preview
+
+    if not isinstance(layers, Mapping):
+        raise CalibrationError(f"layers must be a dict {{layer name: mode}} with modes {LAYER_MODES}. "
+                               f"Received {received(layers)}.")
+    names = [layer.name for layer in model.layers]
+    known = set(names)
     for name, mode in layers.items():
-        if name not in names:
-            model.graph.layer(name)  # raises with the list of layer names
-        if mode not in LAYER_MODES:
+        if name not in known:
             raise CalibrationError(
-                f"Layer {name!r}: unknown mode {mode!r}. Expected one of {LAYER_MODES}.")
+                f"layers: No layer named {name!r} in model {model.name!r}.{suggestion(name, names)} "
+                f"Layers: {_preview(names)}")
+        if not isinstance(mode, str) or mode not in LAYER_MODES:
+            raise CalibrationError(
+                f"Layer {name!r}: unknown mode {mode!r}. Expected one of {LAYER_MODES}."
+                f"{suggestion(mode, LAYER_MODES)}")
     return {layer.name: layers.get(layer.name, scheme) for layer in model.layers}
 
 
@@ -113,9 +165,10 @@ class _ParamAssigner:
         self.layers, self.scheme, self.method = qgraph.layers, scheme, options["method"]
         self.per_channel, self.q16_headroom = options["per_channel"], options["q16_headroom"]
         self.weight_method = options.get("weight_method", "minmax")
-        self.observers, self.options = observers, method_options
+        self.observers = observers
         self.constants = qgraph.constants
         self.spec = scheme_of(scheme)
+        self.options = options_for(method_options, families=[self.spec.family])  # what its range choice takes
         self.bits = self.spec.bits
         # LWNN's q16 quantizer keeps 7 bits of headroom on every tensor (9-bit Q choices).
         self.lwnn_headroom = self.spec.bits == 16 and self.q16_headroom == "lwnn"

@@ -50,8 +50,16 @@ import numpy as np
 from lwnn.errors import CalibrationError
 from lwnn.numerics.params import frac_bits_for
 from lwnn.quant.observers import TensorObserver
+from lwnn.quant.options import (
+    METHOD_OPTIONS,
+    check_bool,
+    check_method,
+    check_percentile,
+    checks_call,
+    received,
+)
+from lwnn.quant.options import METHODS as METHODS  # the methods, defined with their options
 
-METHODS = ("minmax", "percentile", "kl", "mse")
 ZERO_RANGE_DEFAULT = 1.0
 DEFAULT_KL_BINS = 2048
 _KL_EPS = 1e-4  # smoothing count for empty candidate bins (as MXNet's calibration does)
@@ -87,6 +95,7 @@ class RangeChoice:
         return float(t) if t.ndim == 0 else t
 
 
+@checks_call(CalibrationError)
 def choose_range(
     observer: TensorObserver,
     method: str = "minmax",
@@ -105,7 +114,9 @@ def choose_range(
     quantization levels per side; ``mse_candidates`` caps the thresholds tried per side by an
     asymmetric MSE search.
     """
-    _check_args(method, bits, percentile)
+    bits = _check_args(observer, method, bits, percentile, kl_bins=kl_bins, kl_levels=kl_levels,
+                       mse_candidates=mse_candidates)
+    symmetric = check_bool("symmetric", symmetric)
     notes = _data_notes(observer)
     if observer.absmax == 0.0:
         return RangeChoice(-ZERO_RANGE_DEFAULT, ZERO_RANGE_DEFAULT, method, 0.0, notes, observer.name)
@@ -121,6 +132,7 @@ def choose_range(
     return RangeChoice(lo, hi, method, clip_rate(observer, lo, hi), notes + more, observer.name)
 
 
+@checks_call(CalibrationError)
 def choose_frac_bits(
     observer: TensorObserver,
     method: str = "minmax",
@@ -142,7 +154,7 @@ def choose_frac_bits(
     choice; ties go to Q0, then to the larger range. Q may be negative. A zero-range tensor gets
     ``bits - 1`` (the range ``ZERO_RANGE_DEFAULT`` = 1).
     """
-    _check_args(method, bits, percentile)
+    bits = _check_args(observer, method, bits, percentile, kl_bins=kl_bins, search=search)
     _data_notes(observer)
     absmax = observer.absmax
     if absmax == 0.0:
@@ -213,13 +225,19 @@ def clip_rate(observer: TensorObserver, lo: float, hi: float) -> float:
 # --- checks and notes -------------------------------------------------------------------------
 
 
-def _check_args(method: str, bits: int, percentile: float) -> None:
-    if method not in METHODS:
-        raise CalibrationError(f"Unknown calibration method {method!r}. Expected one of {METHODS}.")
+def _check_args(observer, method: str, bits: int, percentile: float, **options) -> int:
+    """The arguments of a range choice, by the rules of ``lwnn.quant.options``."""
+    if not isinstance(observer, TensorObserver):
+        raise CalibrationError(f"The range choice takes a TensorObserver (lwnn.quant.observers). "
+                               f"Received {received(observer)}.")
+    check_method(method)
     if isinstance(bits, bool) or not isinstance(bits, int | np.integer) or not 2 <= bits <= 32:
-        raise CalibrationError(f"Quantization bits must be an integer in [2, 32]. Received: {bits!r}.")
-    if not 50 < percentile <= 100:
-        raise CalibrationError(f"percentile must be in (50, 100]. Received: {percentile!r}.")
+        raise CalibrationError(f"Quantization bits must be an integer in [2, 32]. "
+                               f"Received: {received(bits)}.")
+    check_percentile(percentile)
+    for name, value in options.items():
+        METHOD_OPTIONS[name].check(value)
+    return int(bits)
 
 
 def _data_notes(observer: TensorObserver) -> tuple[str, ...]:

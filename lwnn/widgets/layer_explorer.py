@@ -22,7 +22,8 @@ from lwnn.comparison import Comparison, LayerRow, compare
 from lwnn.comparison.metrics import METRICS
 from lwnn.errors import LwnnError
 from lwnn.model import Model
-from lwnn.numerics.params import SCHEMES
+from lwnn.numerics.params import SCHEMES, scheme_of
+from lwnn.quant.options import METHOD_OPTIONS, options_for
 from lwnn.quant.qmodel import QuantizedModel
 from lwnn.quant.quantize import quantize
 from lwnn.quant.ranges import METHODS
@@ -103,10 +104,18 @@ class Explorer:
             if model not in self.workloads:
                 raise LwnnError(f"No model {model!r} in the explorer. Models: {list(self.workloads)}.")
             wl = self.workloads[model]
-            q = quantize(wl.model, wl.calib_feeds, scheme, method, progress=False, **self.quantize_options)
+            q = quantize(wl.model, wl.calib_feeds, scheme, method, progress=False,
+                         **self._options_for(scheme, method))
             mode = "both" if len(self.modes) == 2 else self.modes[0]
             self._runs[key] = q, compare(wl.model, q, wl.feeds, mode)
         return self._runs[key]
+
+    def _options_for(self, scheme: str, method: str) -> dict:
+        """The explorer's quantize options that this (scheme, method) takes: a method's options
+        (``percentile=``, ``kl_bins=``...) go only to that method, and to the schemes it serves."""
+        general = {k: v for k, v in self.quantize_options.items() if k not in METHOD_OPTIONS}
+        of_methods = {k: v for k, v in self.quantize_options.items() if k in METHOD_OPTIONS}
+        return {**general, **options_for(of_methods, methods=[method], families=[scheme_of(scheme).family])}
 
     def comparison(self, model: str, scheme: str, method: str) -> Comparison:
         return self.quantized(model, scheme, method)[1]
