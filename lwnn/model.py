@@ -73,7 +73,16 @@ class Model:
                     f"Input {name!r} expects dtype {want.name}. Received dtype {value.dtype.name}."
                 )
             check_shape(name, spec.shape, value.shape)
-            arrays[name] = np.ascontiguousarray(value, dtype=want)
+            array = np.ascontiguousarray(value, dtype=want)
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                # Past a NaN or an inf, what max/min/ReLU make of it differs between runtimes
+                # (ONNX leaves it open), and no quantization can represent it.
+                nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+                first = np.unravel_index(int(np.flatnonzero(~np.isfinite(array))[0]), array.shape)
+                where = tuple(int(i) for i in first)
+                raise FeedError(f"Input {name!r} has {nan} NaN and {inf} Inf values out of {array.size} "
+                                f"(the first at index {where}). lwnn runs finite inputs.")
+            arrays[name] = array
         return arrays
 
     def plan(self, input_shapes: dict[str, tuple]) -> Plan:

@@ -257,3 +257,19 @@ def test_a_constant_node_whose_data_does_not_match_its_dims_is_refused(dims):
     message = load_refused(graph_model(nodes))
     if dims == [1]:  # ([-1] is already refused by ONNX's shape check, naming the Add)
         assert "'const'" in message and str(dims) in message
+
+
+def test_nan_in_a_weight_is_refused():
+    w = numpy_helper.from_array(np.array([[1, np.nan, 3]] * 2, np.float32), "w")
+    message = load_refused(graph_model([helper.make_node("Add", ["x", "w"], ["y"])], initializers=[w]))
+    assert "'w'" in message and "2 NaN" in message
+
+
+def test_nonfinite_feeds_are_refused_naming_the_input():
+    m = lwnn.load(graph_model([helper.make_node("Relu", ["x"], ["y"])]))
+    bad = X.copy()
+    bad[1, 2] = np.nan
+    bad[0, 0] = -np.inf
+    with pytest.raises(lwnn.FeedError, match=r"Input 'x' has 1 NaN and 1 Inf values out of 6 \(the first at "
+                                             r"index \(0, 0\)\)"):
+        m.run({"x": bad})

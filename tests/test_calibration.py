@@ -472,7 +472,7 @@ def with_nan(calib):
         (lambda c: iter(()), {}, "no batches"),
         (lambda c: [], {}, "no batches"),
         (lambda c: {"x": with_nan(c)}, {}, r"input .x. \(calibration data, samples 1\) has 2 NaN and 1 Inf"),
-        (lambda c: [{"x": c[:2]}, {"x": with_nan(c)}], {}, r"input 'x' \(batch 1\) has 2 NaN and 1 Inf"),
+        (lambda c: [{"x": c[:2]}, {"x": with_nan(c)}], {}, r"batch 1: Input 'x' has 2 NaN and 1 Inf"),
         (lambda c: {"x": c[:, :1]}, {}, r"batch 0: Input 'x' expects shape \(\?, 2, 5, 5\)"),
         (lambda c: ({"image": c} for _ in range(2)), {}, r"batch 0: .*missing \['x'\]"),
         (lambda c: [c], {}, "batch 0: Feeds must be a dict"),

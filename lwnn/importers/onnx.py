@@ -240,11 +240,15 @@ def _tensor_value(t, what: str) -> np.ndarray:
     if any(d < 0 for d in t.dims):
         raise ModelFormatError(f"{what} has negative dims {list(t.dims)}.")
     try:
-        return numpy_helper.to_array(t)
+        value = numpy_helper.to_array(t)
     except (ValueError, TypeError, KeyError, AttributeError) as err:
         raise ModelFormatError(
             f"{what} (dims {list(t.dims)}, {np.prod(t.dims, dtype=np.int64)} elements) does not hold "
             f"data of that shape and type: {err}") from None
+    if value.dtype.kind == "f" and np.isnan(value).any():  # (inf is legitimate: attention masks)
+        raise ModelFormatError(f"{what} holds {int(np.isnan(value).sum())} NaN values of {value.size}; "
+                               "a model's constants are numbers.")
+    return value
 
 
 def _topological_order(g, available: set[str]) -> list[tuple[int, object]]:

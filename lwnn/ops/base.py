@@ -6,6 +6,7 @@ backends register kernels for op types (see ``lwnn.backends``).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
@@ -36,8 +37,14 @@ class Op:
             OPS[cls.type] = cls
 
     def infer(self, shapes: list, values: list) -> list[tuple]:
-        """Output shapes from input shapes (``None`` for omitted inputs) and constant values."""
+        """Output shapes from input shapes (``None`` for omitted inputs) and constant values.
+        Raises ``ShapeError`` for inputs or attributes the op cannot accept: nothing reaches a
+        kernel that shape inference did not approve."""
         raise NotImplementedError(f"{self.type}.infer")
+
+    def check_attributes(self) -> None:
+        """The checks of the attributes that need no shapes (signs, enum spellings), so that an
+        importer can reject a bad node when it reads it; ``infer`` makes them too. ShapeError."""
 
     def attrs(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -78,6 +85,101 @@ def broadcast(op: Op, shapes: list[tuple]) -> tuple:
             f"{op.type} cannot broadcast its inputs together. Received shapes "
             f"{', '.join(str(tuple(s)) for s in shapes)}."
         ) from None
+
+
+AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+
+
+def _listed(values) -> str:
+    return "[" + ", ".join(str(v) for v in values) + "]"
+
+
+def check_auto_pad(op: Op, auto_pad: str) -> None:
+    """ONNX's auto_pad values, spelled as ONNX spells them (onnxruntime rejects any other
+    spelling); "" is NOTSET, as onnxruntime reads it."""
+    if auto_pad not in ("", *AUTO_PADS):
+        raise ShapeError(
+            f"{op.type} expects auto_pad to be one of {', '.join(AUTO_PADS)} (upper case, as ONNX "
+            f"spells them). Received auto_pad={auto_pad!r}."
+        )
+
+
+def check_ints(op: Op, name: str, values: tuple, *, length: int | None = None, minimum: int | None = None,
+               per: str = "one per spatial axis") -> None:
+    """An attribute list of ``length`` values (when given, unless it is empty: the default) each at
+    least ``minimum``; a ShapeError naming the op, the attribute, expected versus received."""
+    if length is not None and values and len(values) != length:
+        raise ShapeError(
+            f"{op.type} expects {name} to have {length} values ({per}). Received {name}={_listed(values)} "
+            f"({len(values)} values)."
+        )
+    if minimum is not None and any(v < minimum for v in values):
+        raise ShapeError(
+            f"{op.type} expects every value of {name} to be >= {minimum}. Received {name}={_listed(values)}."
+        )
+
+
+def check_window(op: Op, n: int | None, *, strides: tuple, dilations: tuple, pads: tuple, auto_pad: str,
+                 kernel: tuple | None = None) -> None:
+    """The attributes of a sliding-window op (Conv, ConvTranspose, pools) for ``n`` spatial axes:
+    one stride, dilation and kernel size >= 1 per axis, 2 * n pads >= 0 (begins, then ends), and
+    an auto_pad ONNX defines. Attributes left empty take their defaults. ``n=None`` (the input's
+    rank is not known yet) checks all but the lengths."""
+    check_auto_pad(op, auto_pad)
+    if kernel is not None and n is not None and len(kernel) != n:
+        raise ShapeError(
+            f"{op.type} expects kernel_shape to have {n} values (one per spatial axis of its "
+            f"{n + 2}-D input). Received kernel_shape={_listed(kernel)} ({len(kernel)} values)."
+        )
+    if kernel is not None:
+        check_ints(op, "kernel_shape", kernel, minimum=1)
+    check_ints(op, "strides", strides, length=n, minimum=1)
+    check_ints(op, "dilations", dilations, length=n, minimum=1)
+    if n is None and len(pads) % 2:
+        raise ShapeError(
+            f"{op.type} expects pads to hold a begin and an end per spatial axis (an even count). "
+            f"Received pads={_listed(pads)} ({len(pads)} values)."
+        )
+    check_ints(op, "pads", pads, length=None if n is None else 2 * n, minimum=0,
+               per=f"a begin and an end for each of {n} spatial axes")
+
+
+def check_group(op: Op, group: int) -> None:
+    if group < 1:
+        raise ShapeError(f"{op.type} expects group >= 1. Received group={group}.")
+
+
+def required(op: Op, shapes: list, index: int, what: str):
+    """The shape of input ``index``; a ShapeError when it is omitted."""
+    shape = shapes[index] if index < len(shapes) else None
+    if shape is None:
+        raise ShapeError(f"{op.type} expects input {index} ({what}). Received none.")
+    return tuple(shape)
+
+
+def check_out_sizes(op: Op, out: tuple, detail) -> None:
+    """Output spatial sizes must be >= 1 (a window op never makes an empty axis); ``detail()``
+    says what gave them, in the message."""
+    if min(out, default=1) <= 0:
+        raise ShapeError(
+            f"{op.type} output spatial size would be {tuple(out)}, but must be >= 1 on every axis "
+            f"({detail()})."
+        )
+
+
+@functools.lru_cache(maxsize=1024)
+def _attributes_ok(op: Op, n: int) -> bool:
+    op.check_attributes(n)
+    return True
+
+
+def check_attributes_once(op: Op, n: int) -> None:
+    """``op.check_attributes(n)``, remembered per op and rank once it passes: kernels take their
+    geometry from the op on every call."""
+    try:
+        _attributes_ok(op, n)
+    except TypeError:  # an op built with a list attribute is not hashable: check it every time
+        op.check_attributes(n)
 
 
 def window_pads(

@@ -6,7 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lwnn.errors import ShapeError
-from lwnn.ops.base import Op, expect_rank, normalize_axis, window_out_size, window_pads
+from lwnn.ops.base import (
+    Op,
+    check_attributes_once,
+    check_out_sizes,
+    check_window,
+    expect_rank,
+    normalize_axis,
+    required,
+    window_out_size,
+    window_pads,
+)
 
 
 @dataclass(frozen=True)
@@ -18,9 +28,26 @@ class _Pool(Op):
     ceil_mode: bool = False
     auto_pad: str = "NOTSET"
 
+    def check_attributes(self, n: int | None = None) -> None:
+        """kernel_shape (required), strides and dilations >= 1, pads >= 0 and smaller than the
+        kernel (as onnxruntime requires: a window wholly in the padding has no value), auto_pad
+        as ONNX spells it; with ``n`` spatial axes, their lengths too."""
+        if not self.kernel_shape:
+            raise ShapeError(f"{self.type} expects a kernel_shape attribute. Received none.")
+        check_window(self, n, strides=self.strides, dilations=self.dilations, pads=self.pads,
+                     auto_pad=self.auto_pad, kernel=self.kernel_shape)
+        k, pads = self.kernel_shape, self.pads
+        explicit = self.auto_pad in ("", "NOTSET") and len(pads) == 2 * len(k)
+        if explicit and any(p >= kk for p, kk in zip(pads, k + k)):
+            raise ShapeError(
+                f"{self.type} expects pads smaller than the kernel on every axis. Received "
+                f"pads={list(pads)} for kernel_shape={list(k)}."
+            )
+
     def geometry(self, x_shape: tuple):
-        """(kernel, strides, dilations, explicit pads, output spatial sizes)."""
+        """(kernel, strides, dilations, explicit pads, output spatial sizes); attributes checked."""
         n = len(x_shape) - 2
+        check_attributes_once(self, n)
         k = self.kernel_shape
         strides = self.strides or (1,) * n
         dilations = self.dilations or (1,) * n
@@ -29,19 +56,13 @@ class _Pool(Op):
             window_out_size(x_shape[2 + i], k[i], s, d, pads[i], pads[n + i], self.ceil_mode)
             for i, (s, d) in enumerate(zip(strides, dilations))
         )
+        check_out_sizes(self, out, lambda: f"kernel {tuple(k)} on input {tuple(x_shape)}, pads {list(pads)}")
         return k, strides, dilations, pads, out
 
     def infer(self, shapes, values):
-        x = shapes[0]
+        x = required(self, shapes, 0, "X")
         expect_rank(self, x, (3, 4, 5))
-        if len(self.kernel_shape) != len(x) - 2:
-            raise ShapeError(
-                f"{self.type} has a {len(self.kernel_shape)}-D kernel {self.kernel_shape} but its "
-                f"input has {len(x) - 2} spatial dims. Received shape {tuple(x)}."
-            )
         *_, out = self.geometry(x)
-        if min(out) <= 0:
-            raise ShapeError(f"{self.type} kernel {self.kernel_shape} does not fit input {tuple(x)}.")
         return [(x[0], x[1], *out)]
 
 
@@ -62,8 +83,10 @@ class GlobalAveragePool(Op):
     type = "GlobalAveragePool"
 
     def infer(self, shapes, values):
-        x = shapes[0]
+        x = required(self, shapes, 0, "X")
         expect_rank(self, x, (3, 4, 5))
+        if min(x[2:]) < 1:  # a mean or maximum of nothing (onnxruntime rejects it too)
+            raise ShapeError(f"{self.type} expects spatial sizes >= 1. Received shape {tuple(x)}.")
         return [(x[0], x[1]) + (1,) * (len(x) - 2)]
 
 
@@ -84,7 +107,8 @@ class _Reduce(Op):
     def resolved_axes(self, rank: int) -> tuple[int, ...]:
         if not self.axes:
             return () if self.noop_with_empty_axes else tuple(range(rank))
-        return tuple(sorted(normalize_axis(self, a, rank) for a in self.axes))
+        # An axis named twice is reduced once, as onnxruntime does.
+        return tuple(sorted({normalize_axis(self, a, rank) for a in self.axes}))
 
     def infer(self, shapes, values):
         x = shapes[0]

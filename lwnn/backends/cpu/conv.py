@@ -34,6 +34,8 @@ def conv_nd(x: np.ndarray, w: np.ndarray, strides, dilations, group: int) -> np.
     n, c, *size = x.shape
     m, cg, *k = w.shape
     out = [(s - (kk - 1) * d - 1) // st + 1 for s, kk, d, st in zip(size, k, dilations, strides)]
+    if x.size == 0 or w.size == 0:  # an empty batch (or no channels): every sum is over nothing
+        return np.zeros((n, m, *out), dtype=np.result_type(x, w))
     if group > 1 and cg == 1:
         return _depthwise(x, w, out, strides, dilations, group)
     if all(kk == 1 for kk in k) and all(s == 1 for s in strides) and group == 1:
@@ -153,8 +155,9 @@ def conv_transpose(op, x, w, b=None):
     _, mg, *k = w.shape
     g, nd = op.group, len(size)
     # Each input pixel scatters its weighted kernel: cols[n, g * mg, *k, *size].
-    wt = w.reshape(g, c // g, -1).transpose(0, 2, 1)
-    cols = np.matmul(wt, x.reshape(n, g, c // g, -1)).reshape(n, g * mg, *k, *size)
+    # Explicit sizes (no -1): an empty batch reshapes too.
+    wt = w.reshape(g, c // g, mg * int(np.prod(k))).transpose(0, 2, 1)
+    cols = np.matmul(wt, x.reshape(n, g, c // g, int(np.prod(size)))).reshape(n, g * mg, *k, *size)
     full = [st * (i - 1) + (kk - 1) * d + 1 + extra
             for st, i, kk, d, extra in zip(strides, size, k, dilations, out_pad)]
     # Negative pads (an output_shape larger than the full result) extend it with zeros.

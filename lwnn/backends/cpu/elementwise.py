@@ -8,6 +8,7 @@ from functools import reduce
 import numpy as np
 
 from lwnn.backends.cpu.registry import kernel
+from lwnn.ops.base import normalize_axis
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 
@@ -71,9 +72,11 @@ def batch_norm(op, x, scale, bias, mean, var):
 
 @kernel("Softmax")
 def softmax(op, x):
-    axis = op.axis % x.ndim
+    axis = normalize_axis(op, op.axis, x.ndim)
+    if x.size == 0:  # an empty batch (or axis): nothing to normalise
+        return x.copy()
     if op.coerce_2d:
-        flat = x.reshape(int(np.prod(x.shape[:axis])), -1)
+        flat = x.reshape(int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis:])))
         return softmax_along(flat, 1).reshape(x.shape)
     return softmax_along(x, axis)
 

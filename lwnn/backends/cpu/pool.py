@@ -82,25 +82,39 @@ def _divisors(op, spatial: tuple, dtype: str) -> np.ndarray:
 
 @kernel("GlobalAveragePool")
 def global_average_pool(op, x):
+    op.infer([x.shape], [x])  # shape-only checks: an empty spatial axis has no mean
     return x.mean(axis=tuple(range(2, x.ndim)), keepdims=True)
 
 
 @kernel("GlobalMaxPool")
 def global_max_pool(op, x):
+    op.infer([x.shape], [x])
     return x.max(axis=tuple(range(2, x.ndim)), keepdims=True)
 
 
-def _reduce(fn):
+def _reduce(fn, empty=None):
+    """``empty(dtype)``: the value of a reduction over no elements where NumPy has none (ONNX:
+    the lowest value for ReduceMax, the highest for ReduceMin)."""
+
     def run(op, x):
         axes = op.resolved_axes(x.ndim)
         if not axes:
             return x.copy()
+        if empty is not None and x.size == 0:
+            return fn(x, axis=axes, keepdims=op.keepdims, initial=empty(x.dtype)).astype(x.dtype, copy=False)
+        if x.size == 0:
+            with np.errstate(invalid="ignore", divide="ignore"):  # the mean of nothing is NaN
+                return np.asarray(fn(x, axis=axes, keepdims=op.keepdims)).astype(x.dtype, copy=False)
         return fn(x, axis=axes, keepdims=op.keepdims).astype(x.dtype, copy=False)
 
     return run
 
 
+def _highest(dtype: np.dtype):
+    return np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else np.inf
+
+
 kernel("ReduceMean")(_reduce(np.mean))
-kernel("ReduceMax")(_reduce(np.max))
-kernel("ReduceMin")(_reduce(np.min))
+kernel("ReduceMax")(_reduce(np.max, _lowest))
+kernel("ReduceMin")(_reduce(np.min, _highest))
 kernel("ReduceSum")(_reduce(np.sum))

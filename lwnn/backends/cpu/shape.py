@@ -13,14 +13,26 @@ kernel("Transpose")(lambda op, x: np.ascontiguousarray(x.transpose(op.resolved_p
 kernel("Flatten")(lambda op, x: x.reshape(op.infer([x.shape], [x])[0]))
 kernel("Squeeze")(lambda op, x: x.reshape(op.infer([x.shape], [x])[0]))
 kernel("Unsqueeze")(lambda op, x: x.reshape(op.infer([x.shape], [x])[0]))
-kernel("Concat")(lambda op, *xs: np.concatenate(xs, axis=op.axis))
 kernel("Shape")(lambda op, x: np.array(x.shape[op.start : op.end], dtype=np.int64))
-kernel("Gather")(lambda op, x, idx: np.take(x, idx.astype(np.int64), axis=op.axis))
 kernel("Cast")(lambda op, x: x.astype(op.to))
-kernel("ConstantOfShape")(
-    lambda op, shape: np.full([int(d) for d in shape], op.value, dtype=op.dtype)
-)
+kernel("ConstantOfShape")(lambda op, shape: np.full(op.target(shape), op.value, dtype=op.dtype))
 kernel("Expand")(lambda op, x, shape: np.broadcast_to(x, op.infer([x.shape], [x, shape])[0]).copy())
+
+
+@kernel("Concat")
+def concat(op, *xs):
+    try:
+        return np.concatenate(xs, axis=op.axis)
+    except ValueError:  # numpy.exceptions.AxisError is a ValueError too
+        op.infer([x.shape for x in xs], list(xs))  # raises the ShapeError that says why
+        raise
+
+
+@kernel("Gather")
+def gather(op, x, idx):
+    # Checked at run time too: indices computed from the feeds reach here unplanned.
+    op.check_indices(x.shape, idx)
+    return np.take(x, idx.astype(np.int64, copy=False), axis=op.axis)
 
 
 @kernel("Split")
@@ -37,13 +49,23 @@ def slice_(op, x, *params):
 @kernel("Pad")
 def pad(op, x, pads, value=None, axes=None):
     widths = op.widths(x.shape, [x, pads, value, axes])
+    op.check_widths(x.shape, widths)
+    if op.mode == "constant":
+        fill = 0 if value is None or not np.size(value) else np.asarray(value).reshape(-1)[0]
+        if all(b >= 0 and e >= 0 for b, e in widths):
+            return pad_constant(x, widths, fill)
+        # Output j of an axis is input j - begin where that exists, else the fill; negative pads
+        # remove values after the other side is padded (as onnxruntime computes them).
+        shape = tuple(d + b + e for d, (b, e) in zip(x.shape, widths))
+        out = np.full(shape, fill, dtype=x.dtype)
+        dst = tuple(slice(max(b, 0), max(b + d + min(e, 0), max(b, 0))) for d, (b, e) in zip(x.shape, widths))
+        src = tuple(slice(s.start - b, s.stop - b) for s, (b, _) in zip(dst, widths))
+        out[dst] = x[src]
+        return out
     # Negative pads crop; np.pad only adds, so crop first.
     crop = tuple(slice(max(-b, 0), d - max(-e, 0)) for d, (b, e) in zip(x.shape, widths))
     x = x[crop]
     widths = [(max(b, 0), max(e, 0)) for b, e in widths]
-    if op.mode == "constant":
-        fill = 0 if value is None or not np.size(value) else np.asarray(value).reshape(-1)[0]
-        return pad_constant(x, widths, fill)
     return np.pad(x, widths, mode={"reflect": "reflect", "edge": "edge", "wrap": "wrap"}[op.mode])
 
 
