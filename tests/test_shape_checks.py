@@ -382,3 +382,31 @@ def test_softmax_legacy_axis_and_reductions_on_an_empty_batch():
         got = lwnn.load(model).run({"x": X0})["y0"]
         assert got.shape == want.shape == (1, 4, 6, 6) and got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
+
+
+# --- found by scripts/fuzz.py (the seeds that found them: attributes:386, attributes:163/275,
+# initializers:248) --------------------------------------------------------------------------------
+
+def _load_refused(model, error, match):
+    with pytest.raises(error, match=match):
+        lwnn.load(model)
+
+
+def test_huge_strides_are_refused_before_index_arithmetic_overflows():
+    x, w = np.zeros((1, 1, 5, 5), np.float32), np.ones((1, 1, 3, 3), np.float32)
+    model = make_node_model("Conv", {"x": x, "w": w}, {"strides": [2**62, 2**62]}, const=["w"])
+    _load_refused(model, lwnn.ShapeError, "strides to be <= 2147483647")
+
+
+@pytest.mark.parametrize("op_type", ["MaxPool", "AveragePool"])
+@pytest.mark.parametrize("ceil_mode", [100, -1])
+def test_ceil_mode_other_than_0_or_1_is_refused(op_type, ceil_mode):
+    x = np.zeros((1, 1, 7, 7), np.float32)
+    model = make_node_model(op_type, {"x": x}, {"kernel_shape": [2, 2], "ceil_mode": ceil_mode})
+    _load_refused(model, lwnn.ShapeError, f"ceil_mode must be 0 or 1. Received {ceil_mode}")
+
+
+def test_clip_bounds_must_be_scalars():
+    x = np.zeros((2, 3), np.float32)
+    model = make_node_model("Clip", {"x": x, "lo": np.zeros(2, np.float32)}, const=["lo"])
+    _load_refused(model, lwnn.LwnnError, r"min must be one value \(a scalar\). Received shape \(2,\)")

@@ -380,9 +380,12 @@ def _pool_args(node):
         raise node.unsupported("storage_order=1", "storage_order=0")
     if len(node.outputs) > 1 and node.outputs[1]:
         raise node.unsupported("the Indices output", "the pooled output only")
+    ceil_mode = node.int_attr("ceil_mode", 0)
+    if ceil_mode not in (0, 1):
+        raise ShapeError(f"{node.where()}: ceil_mode must be 0 or 1. Received {ceil_mode}.")
     return dict(
         kernel_shape=node.ints("kernel_shape"), strides=node.ints("strides"), pads=node.ints("pads"),
-        dilations=node.ints("dilations"), ceil_mode=bool(node.int_attr("ceil_mode", 0)),
+        dilations=node.ints("dilations"), ceil_mode=bool(ceil_mode),
         auto_pad=_auto_pad(node),
     )
 
@@ -457,8 +460,12 @@ def _clip(node):
         lo, hi = node.float_attr("min", float("-inf")), node.float_attr("max", float("inf"))
     else:
         lo_v, hi_v = node.const_input(1, "min"), node.const_input(2, "max")
-        lo = float(lo_v) if lo_v is not None else float("-inf")
-        hi = float(hi_v) if hi_v is not None else float("inf")
+        for what, v in (("min", lo_v), ("max", hi_v)):
+            if v is not None and np.size(v) != 1:
+                raise ModelFormatError(f"Node {node.name!r} (Clip): {what} must be one value (a scalar). "
+                                       f"Received shape {np.shape(v)}.")
+        lo = float(np.asarray(lo_v).reshape(-1)[0]) if lo_v is not None else float("-inf")
+        hi = float(np.asarray(hi_v).reshape(-1)[0]) if hi_v is not None else float("inf")
     return e.Clip(min=float(lo), max=float(hi)), node.inputs[:1]
 
 

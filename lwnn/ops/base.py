@@ -104,10 +104,14 @@ def check_auto_pad(op: Op, auto_pad: str) -> None:
         )
 
 
+INT32_MAX = 2**31 - 1  # window attributes beyond it are no real model's, and overflow index arithmetic
+
+
 def check_ints(op: Op, name: str, values: tuple, *, length: int | None = None, minimum: int | None = None,
-               per: str = "one per spatial axis") -> None:
+               per: str = "one per spatial axis", maximum: int | None = INT32_MAX) -> None:
     """An attribute list of ``length`` values (when given, unless it is empty: the default) each at
-    least ``minimum``; a ShapeError naming the op, the attribute, expected versus received."""
+    least ``minimum`` and at most ``maximum``; a ShapeError naming the op, the attribute, expected
+    versus received."""
     if length is not None and values and len(values) != length:
         raise ShapeError(
             f"{op.type} expects {name} to have {length} values ({per}). Received {name}={_listed(values)} "
@@ -116,6 +120,10 @@ def check_ints(op: Op, name: str, values: tuple, *, length: int | None = None, m
     if minimum is not None and any(v < minimum for v in values):
         raise ShapeError(
             f"{op.type} expects every value of {name} to be >= {minimum}. Received {name}={_listed(values)}."
+        )
+    if maximum is not None and any(v > maximum for v in values):
+        raise ShapeError(
+            f"{op.type} expects every value of {name} to be <= {maximum}. Received {name}={_listed(values)}."
         )
 
 
