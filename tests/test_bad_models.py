@@ -273,3 +273,19 @@ def test_nonfinite_feeds_are_refused_naming_the_input():
     with pytest.raises(lwnn.FeedError, match=r"Input 'x' has 1 NaN and 1 Inf values out of 6 \(the first at "
                                              r"index \(0, 0\)\)"):
         m.run({"x": bad})
+
+
+def test_a_transposed_convolution_with_strides_of_a_million_is_refused_when_planned():
+    w = numpy_helper.from_array(np.ones((1, 1, 3, 3), np.float32), "w")
+    nodes = [helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up", strides=[1 << 20, 1 << 20])]
+    m = lwnn.load(graph_model(nodes, initializers=[w], input_shape=(1, 1, 8, 8)))
+    with pytest.raises(lwnn.MemoryLimitError, match="'up'.*'y'"):
+        m.run({"x": np.zeros((1, 1, 8, 8), np.float32)})
+
+
+def test_an_expand_to_a_petabyte_is_refused():
+    shape = numpy_helper.from_array(np.array([1 << 20, 1 << 20, 2, 3], np.int64), "shape")
+    nodes = [helper.make_node("Expand", ["x", "shape"], ["y"], name="grow")]
+    m = lwnn.load(graph_model(nodes, initializers=[shape]))
+    with pytest.raises(lwnn.MemoryLimitError, match="'grow'.*26,388,279,066,624 bytes"):
+        m.run({"x": X})
