@@ -289,3 +289,29 @@ def test_an_expand_to_a_petabyte_is_refused():
     m = lwnn.load(graph_model(nodes, initializers=[shape]))
     with pytest.raises(lwnn.MemoryLimitError, match="'grow'.*26,388,279,066,624 bytes"):
         m.run({"x": X})
+
+
+def test_an_attribute_given_twice_is_refused():
+    node = helper.make_node("Softmax", ["x"], ["y"], name="soft", axis=1)
+    node.attribute.append(helper.make_attribute("axis", 0))
+    model = graph_model([node])
+    message = load_refused(model)
+    assert "'soft'" in message and "'axis'" in message and "twice" in message
+    assert ort_rejects(model)
+
+
+def test_two_nodes_with_one_name_are_refused():
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="same"),
+             helper.make_node("Neg", ["a"], ["y"], name="same")]
+    assert "'same'" in load_refused(graph_model(nodes))
+    assert ort_rejects(graph_model(nodes))
+
+
+def test_an_lstm_without_hidden_size_is_refused():
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((1, 8, 3)).astype(np.float32), "w")
+    r = numpy_helper.from_array(rng.standard_normal((1, 8, 2)).astype(np.float32), "r")
+    model = graph_model([helper.make_node("LSTM", ["x", "w", "r"], ["y"], name="lstm")], initializers=[w, r],
+                        input_shape=(4, 1, 3))
+    assert "hidden_size must be given" in load_refused(model)
+    assert ort_rejects(model)

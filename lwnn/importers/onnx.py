@@ -177,6 +177,7 @@ def _import(model) -> Graph:
             required[vi.name] = _spec(vi)
     inputs = {**required, **optional}
     _check_ops(g)
+    _check_node_names(g)
     nodes = _topological_order(g, set(inputs) | set(constants))
     _check_types(model, nodes)
     layers: list[Layer] = []
@@ -185,6 +186,11 @@ def _import(model) -> Graph:
         if not any(proto.output):
             raise ModelFormatError(f"Node {_node_name(proto)!r} ({proto.op_type}) has no outputs.")
         attrs = {a.name: helper.get_attribute_value(a) for a in proto.attribute}
+        if len(attrs) < len(proto.attribute):
+            twice = next(a.name for i, a in enumerate(proto.attribute)
+                         if any(b.name == a.name for b in proto.attribute[:i]))
+            raise ModelFormatError(f"Node {_node_name(proto)!r} ({proto.op_type}) gives attribute {twice!r} "
+                                   "twice.")
         if proto.op_type == "Constant":
             constants[proto.output[0]] = _constant_value(proto, attrs)
             continue
@@ -299,6 +305,16 @@ def _topological_order(g, available: set[str]) -> list[tuple[int, object]]:
         raise ModelFormatError(f"The graph has a cycle: node {_node_name(stuck)!r} ({stuck.op_type}) "
                                "depends on its own output.")
     return order
+
+
+def _check_node_names(g) -> None:
+    """Node names, where given, are unique (onnxruntime refuses a graph that repeats one)."""
+    seen: set[str] = set()
+    for proto in g.node:
+        if proto.name in seen:
+            raise ModelFormatError(f"Node name {proto.name!r} is used by two nodes.")
+        if proto.name:
+            seen.add(proto.name)
 
 
 def _node_name(proto) -> str:

@@ -648,8 +648,12 @@ def _lstm(node):
     for a in activations:
         if a.lower() not in {k.lower() for k in rnn.RNN_ACTIVATIONS}:
             raise node.unsupported(f"activation {a!r}", ", ".join(rnn.RNN_ACTIVATIONS))
+    hidden_size = node.int_attr("hidden_size", 0)
+    if hidden_size < 1:  # onnxruntime requires it too, rather than reading it off R's shape
+        raise ModelFormatError(f"{node.where()}: hidden_size must be given and >= 1. Received "
+                               f"{hidden_size if 'hidden_size' in node.attrs else 'none'}.")
     op = rnn.LSTM(
-        hidden_size=node.int_attr("hidden_size", 0), direction=direction,
+        hidden_size=hidden_size, direction=direction,
         activations=tuple(rnn.canonical_activation(a) for a in activations),
         activation_alpha=node.floats("activation_alpha"), activation_beta=node.floats("activation_beta"),
         clip=node.float_attr("clip", 0.0), input_forget=bool(node.int_attr("input_forget", 0)),
