@@ -1978,6 +1978,17 @@ def _run_ort(path: Path, feeds, optimize: bool = True):
         return None, None, f"run: {type(err).__name__}: {_first_line(err, 200)}"
 
 
+def _harness_record(err: BaseException) -> dict:
+    """The report of a fault of this module (not of lwnn) while making or running a case."""
+    return {
+        "stage": "harness",
+        "error_type": type(err).__name__,
+        "message": _first_line(err),
+        "raised_in": _raised_in(err),
+        "trace": traceback.format_exc()[-2000:],
+    }
+
+
 def execute(case: Case, send) -> None:
     """Run ``case`` here: lwnn, then (model and feeds families) onnxruntime; report each stage
     through ``send`` (a dict per stage)."""
@@ -2071,15 +2082,7 @@ def _child(fd: int, family: str, seed: int, memory_mb: int) -> None:
         try:
             case = make_case(family, seed)
         except BaseException as err:  # noqa: B036 - a fault of this module, reported as such
-            send(
-                {
-                    "stage": "harness",
-                    "error_type": type(err).__name__,
-                    "message": _first_line(err),
-                    "raised_in": _raised_in(err),
-                    "trace": traceback.format_exc()[-2000:],
-                }
-            )
+            send(_harness_record(err))
             return
         send(
             {
@@ -2092,15 +2095,7 @@ def _child(fd: int, family: str, seed: int, memory_mb: int) -> None:
         execute(case, send)
     except BaseException as err:  # noqa: B036
         with contextlib.suppress(BaseException):
-            send(
-                {
-                    "stage": "harness",
-                    "error_type": type(err).__name__,
-                    "message": _first_line(err),
-                    "raised_in": _raised_in(err),
-                    "trace": traceback.format_exc()[-2000:],
-                }
-            )
+            send(_harness_record(err))
     finally:
         os._exit(0)
 
