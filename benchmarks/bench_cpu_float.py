@@ -39,6 +39,8 @@ MODELS = {
     "det": ("rapidocr PP-OCRv4 text detector (DBNet)", (3, DET_SIZE, DET_SIZE)),
     "cls": ("rapidocr mobile v2 direction classifier", (3, 48, 192)),
     "fashion": ("bundled Fashion-MNIST CNN", (1, 28, 28)),
+    "mnv2": ("MobileNetV2-224, the published architecture with seeded random weights "
+             "(benchmarks/mobilenet_v2.py)", (3, 224, 224)),
 }
 
 
@@ -47,6 +49,11 @@ def model_path(name: str) -> Path:
         from lwnn.data import default_model_path
 
         return default_model_path()
+    if name == "mnv2":  # written once per machine: it is built, not shipped
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from mobilenet_v2 import write
+
+        return write(Path(tempfile.gettempdir()) / "lwnn-bench" / "mobilenet_v2_224.onnx")
     from lwnn.zoo import rapidocr_model  # finds the wheel with importlib, without importing it
 
     return rapidocr_model(name)
