@@ -81,11 +81,10 @@ class Schedule:
         self.convert = convert or _no_conversion
         self.device = next((s.runtime for s in steps if s.on_device), None)
         self.domains = tuple(dict.fromkeys([FLOAT, *self.constants, *(s.domain for s in steps)]))
-        self.inputs = [tuple(s.layer.inputs) for s in steps]
         kept = set(plan.outputs).union(*self.constants.values())
         last: dict[str, int] = {}
-        for i, names in enumerate(self.inputs):
-            for n in names:
+        for i, step in enumerate(steps):
+            for n in step.layer.inputs:
                 if n:
                     last[n] = i
         self.free_after: list[tuple[str, ...]] = [() for _ in steps]
